@@ -1,0 +1,43 @@
+# closed-loop: the two commands are `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell sha1sum requirements.txt | cut -c1-12)
+
+.PHONY: setup demo test lint format bench airflow services browser clean
+
+$(STAMP): requirements.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	@rm -f $(VENV)/.installed-* && touch $@
+
+setup: $(STAMP)
+
+services:  ## start PostgreSQL and Redis on this machine if they are down
+	@bash scripts/ensure-services.sh
+
+browser:  ## headless Chromium for the report screenshot test (Debian package)
+	@bash scripts/ensure-chromium.sh
+
+lint: setup
+	$(BIN)/ruff check .
+
+format: setup
+	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
+
+test: setup services browser lint
+	$(BIN)/python -m pytest
+
+demo: setup
+	$(BIN)/python scripts/demo.py
+
+bench: setup
+	$(BIN)/python bench/run.py
+
+airflow: setup  ## the Airflow UI on the demo's state
+	bash scripts/airflow-ui.sh
+
+clean:
+	rm -rf .airflow-test .airflow-demo demo-output .pytest_cache .ruff_cache
