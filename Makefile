@@ -3,14 +3,15 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell sha1sum requirements.txt | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: setup demo test lint format bench airflow services browser clean
+.PHONY: setup demo test lint format bench airflow services tools clean
 
 $(STAMP): requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@rm -f $(VENV)/.installed-* && touch $@
 
 setup: $(STAMP)
@@ -18,8 +19,9 @@ setup: $(STAMP)
 services:  ## start PostgreSQL and Redis on this machine if they are down
 	@bash scripts/ensure-services.sh
 
-browser:  ## headless Chromium for the report screenshot test (Debian package)
+tools:  ## Debian packages some tests use: headless chromium (report screenshot), docker-compose (config check)
 	@bash scripts/ensure-chromium.sh
+	@bash scripts/ensure-compose.sh
 
 lint: setup
 	$(BIN)/ruff check .
@@ -27,7 +29,7 @@ lint: setup
 format: setup
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
 
-test: setup services browser lint
+test: setup services tools lint
 	$(BIN)/python -m pytest
 
 demo: setup

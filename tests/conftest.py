@@ -24,3 +24,20 @@ def airflow_home(tmp_path_factory):
     cli = AirflowCli(tmp_path_factory.mktemp("airflow-home"))
     cli.migrate()
     return cli
+
+
+@pytest.fixture
+def stack(tmp_path):
+    """Sandbox (seed 7) + SMTP sink + migrated SQLite ledger, with their Airflow connections."""
+    from closed_loop.devtools.stack import LocalStack
+
+    with LocalStack(tmp_path / "stack", seed=7) as local:
+        yield local
+
+
+@pytest.fixture
+def stack_airflow(stack, airflow_home):
+    """The session's migrated Airflow home, with this test's stack connections for `airflow dags test`."""
+    from closed_loop.devtools.airflow_cli import AirflowCli
+
+    return AirflowCli(airflow_home.home, dict(stack.conn_env))

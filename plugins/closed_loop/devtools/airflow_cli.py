@@ -11,6 +11,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[3]
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+# Pools that cap concurrent calls per external system (the DAGs' tasks name them).
+POOLS = [
+    ("salesforce_api", 4, "Concurrent Salesforce API tasks"),
+    ("surveymonkey_api", 2, "Concurrent SurveyMonkey API tasks (120 calls/min, 500/day)"),
+]
 
 
 def airflow_env(home: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -60,6 +65,8 @@ class AirflowCli:
         if (self.home / "airflow.db").exists():
             return
         self.run("db", "migrate", check=True)
+        for name, slots, what in POOLS:
+            self.run("pools", "set", name, str(slots), what, check=True)
 
     def run(self, *args: str, check: bool = False, timeout: int = 600) -> subprocess.CompletedProcess:
         proc = subprocess.run(  # noqa: S603 - fixed executable, arguments from the caller

@@ -1,0 +1,1 @@
+"""closed-loop: follow-up of negative post-implementation surveys (Airflow 3, Salesforce, SurveyMonkey)."""

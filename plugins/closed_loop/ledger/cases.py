@@ -1,0 +1,150 @@
+"""Follow-up cases and their SOP steps, mirrored from (and to) Salesforce."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from sqlalchemy import func, literal, select, update
+
+from .core import LedgerCore, as_dict
+from .models import Case, CaseStep
+from .types import UTCDateTime, utcnow
+from .upsert import insert_if_absent
+
+_C = Case.__table__
+_S = CaseStep.__table__
+CASE_FIELDS = {c.key for c in _C.columns} - {"case_key"}
+STEP_FIELDS = {c.key for c in _S.columns} - {"step_key", "case_key", "step"}
+
+
+class CasesMixin(LedgerCore):
+    def upsert_case(self, case: Mapping) -> bool:
+        """Insert the case if its ``case_key`` is new (status "planned"); an existing case is left as it
+        is, so reruns never clobber what Salesforce or the sweep recorded. Returns True if inserted."""
+        with self.session() as s:
+            return bool(insert_if_absent(s, Case, [case], ["case_key"]))
+
+    def upsert_case_steps(self, rows: Iterable[Mapping]) -> list[str]:
+        """Insert steps whose ``step_key`` is new (status "planned"). Returns the keys inserted."""
+        with self.session() as s:
+            return sorted(k for (k,) in insert_if_absent(s, CaseStep, rows, ["step_key"]))
+
+    def mark_case_created(self, case_key: str, sf_case_id: str, opened_at=None) -> bool:
+        """Record the Salesforce Case id (planned -> open). Idempotent; False if already recorded
+        with the same id. Raises if the ledger holds a different id (a duplicate Case in Salesforce)."""
+        with self.session() as s:
+            case = s.get(Case, case_key, with_for_update=True)
+            if case is None:
+                raise KeyError(case_key)
+            if case.sf_case_id == sf_case_id:
+                return False
+            if case.sf_case_id is not None:
+                raise ValueError(f"case {case_key} already linked to {case.sf_case_id}, not {sf_case_id}")
+            case.sf_case_id = sf_case_id
+            case.opened_at = opened_at or case.opened_at or utcnow()
+            if case.status == "planned":
+                case.status = "open"
+            return True
+
+    def mark_steps_created(self, mapping: Mapping[str, str], created_at=None) -> int:
+        """Record Task ids ``{step_key: sf_task_id}`` (planned -> created). Returns rows changed."""
+        now = created_at or utcnow()
+        n = 0
+        with self.session() as s:
+            for step_key, task_id in mapping.items():
+                stmt = (
+                    update(_S)
+                    .where(_S.c.step_key == step_key, _S.c.sf_task_id.is_(None))
+                    .values(sf_task_id=task_id, status="created", created_at=now)
+                )
+                n += s.execute(stmt).rowcount
+        return n
+
+    def cases_needing_salesforce(self) -> list[dict]:
+        """Cases without a Salesforce id, or with steps lacking a Task id; each has ``pending_steps``."""
+        with self.session() as s:
+            steps = s.scalars(
+                select(CaseStep).where(CaseStep.sf_task_id.is_(None)).order_by(CaseStep.step_key)
+            )
+            pending: dict[str, list[dict]] = {}
+            for step in steps:
+                pending.setdefault(step.case_key, []).append(as_dict(step))
+            stmt = select(Case).where(
+                (Case.sf_case_id.is_(None) & (Case.status != "closed")) | Case.case_key.in_(list(pending))
+            )
+            return [as_dict(c) | {"pending_steps": pending.get(c.case_key, [])}
+                    for c in s.scalars(stmt.order_by(Case.case_key))]  # fmt: skip
+
+    def open_cases_and_steps(self) -> list[dict]:
+        """Every case not closed, each with all its ``steps`` (ordered by due date, then key)."""
+        with self.session() as s:
+            cases = [
+                as_dict(c)
+                for c in s.scalars(select(Case).where(Case.status != "closed").order_by(Case.case_key))
+            ]
+            keys = [c["case_key"] for c in cases]
+            steps: dict[str, list[dict]] = {k: [] for k in keys}
+            stmt = (
+                select(CaseStep)
+                .where(CaseStep.case_key.in_(keys))
+                .order_by(CaseStep.due_date, CaseStep.step_key)
+            )
+            for step in s.scalars(stmt):
+                steps[step.case_key].append(as_dict(step))
+        return [c | {"steps": steps[c["case_key"]]} for c in cases]
+
+    def open_case_for_account(self, account_id: str) -> dict | None:
+        """The account's oldest case that is not closed, if any (holds back new surveys)."""
+        with self.session() as s:
+            stmt = (
+                select(Case)
+                .where(Case.account_id == account_id, Case.status != "closed")
+                .order_by(Case.created_at, Case.case_key)
+                .limit(1)
+            )
+            case = s.scalars(stmt).first()
+            return as_dict(case) if case else None
+
+    def get_case(self, case_key: str) -> dict | None:
+        with self.session() as s:
+            case = s.get(Case, case_key)
+            return as_dict(case) if case else None
+
+    def record_case_status(self, updates: Iterable[Mapping]) -> int:
+        """Apply read-back case fields ``{case_key, sf_status?, status?, dissatisfied?, closed_at?,
+        root_cause?, actions_taken?, outcome?, doc_missing_flagged_at?, ...}``. Returns rows changed."""
+        return self._apply(_C, "case_key", CASE_FIELDS, updates)
+
+    def record_step_status(self, updates: Iterable[Mapping]) -> int:
+        """Apply read-back step fields ``{step_key, sf_status?, status?, completed_at?, due_date?,
+        owner_username?}``. A completed step keeps its first completion time. Returns rows changed."""
+        n = 0
+        with self.session() as s:
+            for upd in updates:
+                values = dict(upd)
+                key = values.pop("step_key")
+                _check(values, STEP_FIELDS)
+                if values.get("completed_at") is not None:  # the first completion time wins
+                    values["completed_at"] = func.coalesce(
+                        _S.c.completed_at, literal(values["completed_at"], UTCDateTime())
+                    )
+                if values:
+                    n += s.execute(update(_S).where(_S.c.step_key == key).values(**values)).rowcount
+        return n
+
+    def _apply(self, table, key_col: str, allowed: set[str], updates: Iterable[Mapping]) -> int:
+        n = 0
+        with self.session() as s:
+            for upd in updates:
+                values = dict(upd)
+                key = values.pop(key_col)
+                _check(values, allowed)
+                if values:
+                    n += s.execute(update(table).where(table.c[key_col] == key).values(**values)).rowcount
+        return n
+
+
+def _check(values: Mapping, allowed: set[str]) -> None:
+    unknown = set(values) - allowed
+    if unknown:
+        raise ValueError(f"unknown fields {sorted(unknown)}")

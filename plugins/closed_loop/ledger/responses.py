@@ -1,0 +1,75 @@
+"""Survey responses, their flattened answers, scores and triggers, recorded with their watermark."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from sqlalchemy import delete, select, update
+
+from .core import LedgerCore, as_dict
+from .models import Answer, Response, Trigger
+from .types import utcnow
+from .upsert import clean_rows, upsert
+
+SCORE_COLUMNS = ("negative", "severity", "topics")
+
+
+class ResponsesMixin(LedgerCore):
+    def record_responses(
+        self,
+        responses: Iterable[Mapping],
+        scores: Mapping[str, Mapping] | None = None,
+        answers: Mapping[str, Iterable[Mapping]] | None = None,
+        triggers: Mapping[str, Iterable[Mapping]] | None = None,
+        watermark_name: str | None = None,
+        watermark_value: str | None = None,
+    ) -> int:
+        """Record a batch in ONE transaction: responses upserted by ``response_id``; ``scores``
+        ``{response_id: {negative, severity, topics}}`` (stamps scored_at); ``answers`` and ``triggers``
+        ``{response_id: [rows]}`` replace that response's rows wholesale; then the watermark advances.
+        If anything fails, nothing (data or watermark) is kept. Returns the number of responses.
+        """
+        responses = list(responses)
+        now = utcnow()
+        with self.session() as s:
+            upsert(s, Response, responses, ["response_id"])
+            for response_id, score in (scores or {}).items():
+                values = {k: score.get(k) for k in SCORE_COLUMNS} | {"scored_at": now}
+                s.execute(update(Response).where(Response.response_id == response_id).values(**values))
+            self._replace_children(s, Answer, answers)
+            self._replace_children(s, Trigger, triggers)
+            if watermark_name is not None:
+                if watermark_value is None:
+                    raise ValueError("watermark_value is required with watermark_name")
+                self._set_watermark(s, watermark_name, watermark_value)
+        return len(responses)
+
+    @staticmethod
+    def _replace_children(s, model, by_response: Mapping[str, Iterable[Mapping]] | None) -> None:
+        if not by_response:
+            return
+        ids = list(by_response)
+        rows = [{**row, "response_id": rid} for rid, group in by_response.items() for row in group]
+        columns = [c.key for c in model.__table__.columns if c.key != "id"]
+        rows = [{c: row.get(c) for c in columns} for row in clean_rows(model, rows)]  # one shape
+        s.execute(delete(model).where(model.response_id.in_(ids)))
+        if rows:
+            s.execute(model.__table__.insert(), rows)
+
+    def get_response(self, response_id: str) -> dict | None:
+        """The response with its ``answers`` and ``triggers`` lists."""
+        with self.session() as s:
+            obj = s.get(Response, response_id)
+            if obj is None:
+                return None
+            out = as_dict(obj)
+            for name, model in (("answers", Answer), ("triggers", Trigger)):
+                stmt = select(model).where(model.response_id == response_id).order_by(model.id)
+                out[name] = [as_dict(r) for r in s.scalars(stmt)]
+            return out
+
+    def responses_to_score(self) -> list[dict]:
+        """Responses recorded but not yet scored."""
+        with self.session() as s:
+            stmt = select(Response).where(Response.scored_at.is_(None)).order_by(Response.response_id)
+            return [as_dict(r) for r in s.scalars(stmt)]

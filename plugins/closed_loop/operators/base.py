@@ -1,0 +1,59 @@
+"""What every closed-loop operator shares: connections, the playbook, the ledger, the logical day."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from airflow.sdk import BaseOperator
+
+
+def as_bool(value: Any) -> bool:
+    """A templated flag ("True", "false", True, 1) as a bool."""
+    if isinstance(value, str):
+        return value.strip().lower() in {"1", "true", "yes", "on"}
+    return bool(value)
+
+
+class ClosedLoopBaseOperator(BaseOperator):
+    """Base for the project's operators.
+
+    :param ledger_conn_id: Airflow connection of the ledger database.
+    :param playbook_path: playbook file (templated); default: ``CLOSED_LOOP_PLAYBOOK`` or include/playbook.yaml.
+    :param dry_run: compute and log the full plan, write nothing external (templated, default the DAG param).
+    """
+
+    template_fields: tuple[str, ...] = ("playbook_path", "dry_run")
+
+    def __init__(
+        self,
+        *,
+        ledger_conn_id: str = "closed_loop_db",
+        playbook_path: str | None = None,
+        dry_run: bool | str = "{{ params.dry_run }}",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.ledger_conn_id = ledger_conn_id
+        self.playbook_path = playbook_path
+        self.dry_run = dry_run
+
+    @property
+    def is_dry_run(self) -> bool:
+        return as_bool(self.dry_run)
+
+    def load_playbook(self):
+        from closed_loop.playbook import load_playbook
+
+        return load_playbook(self.playbook_path or None)
+
+    def open_ledger(self):
+        from closed_loop.ledger import Ledger
+
+        return Ledger.from_conn_id(self.ledger_conn_id)
+
+    @staticmethod
+    def logical_day(context: Any) -> date:
+        """The run's logical date as a calendar date: every date decision uses it, never the wall clock."""
+        logical = context.get("logical_date") or context["data_interval_end"]
+        return logical.date()

@@ -1,0 +1,515 @@
+"""The playbook: every business rule of the SOP and the article as validated data (include/playbook.yaml).
+
+``load_playbook()`` reads the YAML, validates it with pydantic and raises ``PlaybookError`` naming the
+dotted key path and the bad value. ``Playbook.model_dump()`` round-trips through ``dump_playbook``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import holidays
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+DEFAULT_PATH = Path(__file__).resolve().parents[2] / "include" / "playbook.yaml"
+ENV_VAR = "CLOSED_LOOP_PLAYBOOK"
+
+Severity = Literal["high", "medium", "low"]
+SEVERITY_RANK: dict[str, int] = {"low": 1, "medium": 2, "high": 3}
+TOPICS = ("implementation", "marketing", "product_support")
+Topic = Literal["implementation", "marketing", "product_support"]
+CasePriority = Literal["High", "Medium", "Low"]
+TaskPriority = Literal["High", "Normal", "Low"]
+Anchor = Literal["response_received", "case_opened", "acknowledge_completed", "condition_met"]
+CONDITIONS = ("dissatisfied", "overdue")
+
+_NAME = r"^[a-z][a-z0-9_]*$"
+_SF_FIELD = r"^[A-Za-z][A-Za-z0-9_]*$"
+_EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+Name = Annotated[str, Field(pattern=_NAME)]
+SfField = Annotated[str, Field(pattern=_SF_FIELD, max_length=80)]
+Email = Annotated[str, Field(pattern=_EMAIL)]
+NonEmpty = Annotated[str, Field(min_length=1)]
+
+
+class PlaybookError(ValueError):
+    """The playbook file is missing, not YAML, or holds a bad value (message names key and value)."""
+
+
+def normalise(text: str) -> str:
+    """Case- and whitespace-insensitive form used for every text match."""
+    return re.sub(r"\s+", " ", str(text)).strip().casefold()
+
+
+def _regex(value: str) -> str:
+    try:
+        re.compile(value, re.IGNORECASE)
+    except re.error as exc:
+        raise ValueError(f"not a valid regular expression: {exc}") from exc
+    return value
+
+
+def _timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError("unknown IANA time zone") from exc
+    return value
+
+
+def _cron(value: str) -> str:
+    if len(value.split()) != 5:
+        raise ValueError("a cron expression has five fields")
+    return value
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- company, people, surveys -------------------------------------------------------------------------
+
+
+class Company(_Model):
+    name: NonEmpty
+    team_name: NonEmpty
+    support_email: Email
+    website: NonEmpty
+
+
+class Role(_Model):
+    username: Email
+    title: NonEmpty
+
+
+class People(_Model):
+    roles: dict[Name, Role]
+    data_quality_owner: Name
+    leadership_emails: list[Email] = Field(min_length=1)
+    ops_digest_emails: list[Email] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _known_roles(self) -> People:
+        for needed in ("doi", "ms", "management", self.data_quality_owner):
+            if needed not in self.roles:
+                raise ValueError(f"people.roles must define role {needed!r}")
+        return self
+
+
+class SurveyRef(_Model):
+    title: NonEmpty
+    id: str | None = None
+
+
+class Surveys(_Model):
+    main: SurveyRef
+    recovery_pulse: SurveyRef
+
+
+# --- triggers -----------------------------------------------------------------------------------------
+
+
+class NegativeAnswerText(_Model):
+    text: NonEmpty
+    severity: Severity
+
+
+class NegativeAnswerTrigger(_Model):
+    enabled: bool = True
+    answers: list[NegativeAnswerText] = Field(min_length=1)
+
+
+class ScoreBand(_Model):
+    at_or_below: int
+    severity: Severity
+
+
+class LowScoreTrigger(_Model):
+    enabled: bool = True
+    question: NonEmpty
+    scale_min: int = 0
+    scale_max: int = 10
+    bands: list[ScoreBand] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _bands_in_scale(self) -> LowScoreTrigger:
+        if self.scale_min >= self.scale_max:
+            raise ValueError(f"scale_min {self.scale_min} must be below scale_max {self.scale_max}")
+        for band in self.bands:
+            if not self.scale_min <= band.at_or_below <= self.scale_max:
+                raise ValueError(f"band at_or_below {band.at_or_below} is outside the scale")
+        return self
+
+    def severity_for(self, score: int) -> Severity | None:
+        """Severity of the lowest band containing ``score`` (bands are checked lowest first)."""
+        for band in sorted(self.bands, key=lambda b: b.at_or_below):
+            if score <= band.at_or_below:
+                return band.severity
+        return None
+
+
+class AtRiskTrigger(_Model):
+    enabled: bool = True
+    severity: Severity = "high"
+    neutral_or_worse_answers: list[NonEmpty] = Field(min_length=1)
+    score_at_or_below: int | None = None
+
+
+class ChoiceQuestionTrigger(_Model):
+    enabled: bool = True
+    question: NonEmpty
+    answers: list[NonEmpty] = Field(min_length=1)
+    severity: Severity
+
+
+class AlarmingCommentTrigger(_Model):
+    enabled: bool = True
+    severity: Severity = "high"
+    questions: list[NonEmpty] = Field(default_factory=list)
+    include_other_text: bool = True
+    patterns: list[Annotated[str, Field(min_length=1), AfterValidator(_regex)]] = Field(min_length=1)
+
+
+class Triggers(_Model):
+    negative_answer: NegativeAnswerTrigger
+    low_score: LowScoreTrigger
+    at_risk: AtRiskTrigger
+    unresolved_issue: ChoiceQuestionTrigger
+    follow_up_request: ChoiceQuestionTrigger
+    alarming_comment: AlarmingCommentTrigger
+
+
+# --- topics, routing, tiers, priority -----------------------------------------------------------------
+
+
+class Topics(_Model):
+    default_topic: Topic
+    by_heading: dict[NonEmpty, Topic]
+    audience: dict[Topic, list[Name]]
+
+    @model_validator(mode="after")
+    def _every_topic_has_audience(self) -> Topics:
+        missing = [t for t in TOPICS if not self.audience.get(t)]
+        if missing:
+            raise ValueError(f"topics.audience needs at least one role for {missing}")
+        return self
+
+    def topic_for(self, heading: str | None, row: str | None = None) -> Topic | None:
+        """Mapped topic of a matrix row (first) or a question heading, else None."""
+        table = {normalise(k): v for k, v in self.by_heading.items()}
+        for text in (row, heading):
+            if text is not None and normalise(text) in table:
+                return table[normalise(text)]
+        return None
+
+
+class Fallback(_Model):
+    role: Name
+    flag: Name
+
+
+class Routing(_Model):
+    mrr_threshold: Decimal = Field(ge=0)
+    comparison: Literal["gt", "gte"] = "gt"
+    above_threshold: Literal["tsm"] = "tsm"
+    otherwise: Name = "doi"
+    missing_mrr: Fallback
+    missing_tsm: Fallback
+    unparseable_mrr_flag: Name = "mrr_unparseable"
+
+    def above(self, mrr: Decimal) -> bool:
+        return mrr > self.mrr_threshold if self.comparison == "gt" else mrr >= self.mrr_threshold
+
+
+class TierBand(_Model):
+    name: Name
+    channel: Literal["phone_call_now", "personalised_email", "standard_email"]
+    min_mrr: Decimal | None = None
+    min_inclusive: bool = True
+
+    def contains(self, mrr: Decimal) -> bool:
+        if self.min_mrr is None:
+            return True
+        return mrr >= self.min_mrr if self.min_inclusive else mrr > self.min_mrr
+
+
+class Tiers(_Model):
+    bands: list[TierBand] = Field(min_length=1)
+    missing_mrr_tier: Name
+
+    @model_validator(mode="after")
+    def _catch_all_and_known(self) -> Tiers:
+        names = [b.name for b in self.bands]
+        if len(set(names)) != len(names):
+            raise ValueError(f"tiers.bands names must be unique, got {names}")
+        if self.bands[-1].min_mrr is not None:
+            raise ValueError("the last tier band must have min_mrr null (it catches every other MRR)")
+        if self.missing_mrr_tier not in names:
+            raise ValueError(f"tiers.missing_mrr_tier {self.missing_mrr_tier!r} is not one of {names}")
+        return self
+
+    def band_for(self, mrr: Decimal | None) -> TierBand:
+        if mrr is None:
+            return next(b for b in self.bands if b.name == self.missing_mrr_tier)
+        return next(b for b in self.bands if b.contains(mrr))
+
+
+class Priority(_Model):
+    case: dict[Severity, dict[Name, CasePriority]]
+    task: dict[CasePriority, TaskPriority]
+
+
+# --- steps --------------------------------------------------------------------------------------------
+
+
+class Window(_Model):
+    min: int | None = Field(default=None, ge=0)
+    max: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Window:
+        if self.min is not None and self.min > self.max:
+            raise ValueError(f"window min {self.min} is after max {self.max}")
+        return self
+
+
+_ACTIVATION = r"^(on_open|on_complete_of:[a-z][a-z0-9_]*|on_condition:[a-z_]+(,[a-z_]+)*)$"
+
+
+class Step(_Model):
+    key: Name
+    title: NonEmpty
+    owner: Name
+    window: Window
+    anchor: Anchor
+    activation: Annotated[str, Field(pattern=_ACTIVATION)]
+    template: str | None = None
+    description: NonEmpty
+    variants: dict[Name, NonEmpty] = Field(default_factory=dict)
+    checks_fields: list[SfField] = Field(default_factory=list)
+
+    @property
+    def activation_kind(self) -> str:
+        return self.activation.split(":", 1)[0]
+
+    @property
+    def activation_args(self) -> tuple[str, ...]:
+        _, _, rest = self.activation.partition(":")
+        return tuple(rest.split(",")) if rest else ()
+
+
+# --- calendar, dispatch, intake, sla, recovery, salesforce -------------------------------------------
+
+
+class Calendar(_Model):
+    country: NonEmpty
+    subdiv: str | None = None
+    timezone: Annotated[str, AfterValidator(_timezone)] = "America/New_York"
+    closures: list[date] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _known_country(self) -> Calendar:
+        try:
+            holidays.country_holidays(self.country, subdiv=self.subdiv, years=[])
+        except NotImplementedError as exc:
+            raise ValueError(f"holidays has no calendar for country {self.country!r}: {exc}") from exc
+        return self
+
+
+class Dispatch(_Model):
+    survey_delay_days: int = Field(ge=0)
+    catch_up_window_days: int = Field(ge=0)
+    reminder_delay_days: int = Field(ge=1)
+    resurvey_quarantine_days: int = Field(ge=0)
+    hold_while_open_case: bool = True
+    lp_reminder_task: bool = True
+
+
+class Intake(_Model):
+    schedule: Annotated[str, AfterValidator(_cron)]
+    watermark_overlap_minutes: int = Field(ge=0)
+
+
+class FieldEquals(_Model):
+    field: SfField
+    equals: NonEmpty
+
+
+class EscalationOwners(_Model):
+    dissatisfied: Name
+    overdue: dict[Name, Name]
+    fallback: Name
+
+
+class Sla(_Model):
+    pre_due_reminder: bool = True
+    pre_due_reminder_business_days: int = Field(default=1, ge=0)
+    dissatisfied_when: FieldEquals
+    documentation_fields: list[SfField] = Field(min_length=1)
+    escalation_owners: EscalationOwners
+
+
+class Recovery(_Model):
+    pulse_survey_title: NonEmpty
+    send_on_close: bool = True
+
+
+class AccountFields(_Model):
+    go_live_date: SfField
+    mrr: SfField
+    tsm_lookup: SfField
+    tsm_relationship: SfField
+    at_risk: SfField
+
+
+class ContactFields(_Model):
+    ipm_checkbox: SfField
+    opted_out: SfField
+
+
+class CaseFields(_Model):
+    external_id: SfField
+    origin: NonEmpty
+    new_status: NonEmpty
+    closed_status: NonEmpty
+    root_cause: SfField
+    actions_taken: SfField
+    outcome: SfField
+
+
+class TaskFields(_Model):
+    external_id: SfField
+    open_status: NonEmpty
+    completed_status: NonEmpty
+
+
+class Salesforce(_Model):
+    api_version: Annotated[str, Field(pattern=r"^\d+\.\d$")]
+    account: AccountFields
+    contact: ContactFields
+    case: CaseFields
+    task: TaskFields
+
+
+# --- the whole playbook -------------------------------------------------------------------------------
+
+
+class Playbook(_Model):
+    version: Literal[1]
+    company: Company
+    people: People
+    surveys: Surveys
+    triggers: Triggers
+    topics: Topics
+    routing: Routing
+    tiers: Tiers
+    priority: Priority
+    steps: list[Step] = Field(min_length=1)
+    calendar: Calendar
+    dispatch: Dispatch
+    intake: Intake
+    sla: Sla
+    recovery: Recovery
+    salesforce: Salesforce
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Playbook:
+        roles = set(self.people.roles) | {"lp"}
+        tiers = {b.name for b in self.tiers.bands}
+        keys = [s.key for s in self.steps]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"steps: keys must be unique, got {keys}")
+        for i, step in enumerate(self.steps):
+            if step.owner not in roles:
+                raise ValueError(f"steps[{i}].owner: unknown role {step.owner!r} (roles: {sorted(roles)})")
+            for arg in step.activation_args:
+                known = keys if step.activation_kind == "on_complete_of" else CONDITIONS
+                if arg not in known:
+                    raise ValueError(f"steps[{i}].activation: unknown {arg!r} in {step.activation!r}")
+        for topic, audience in self.topics.audience.items():
+            for role in audience:
+                if role not in roles:
+                    raise ValueError(f"topics.audience.{topic}: unknown role {role!r}")
+        for role in (self.routing.otherwise, self.routing.missing_mrr.role, self.routing.missing_tsm.role):
+            if role not in roles:
+                raise ValueError(f"routing: unknown role {role!r}")
+        owners = self.sla.escalation_owners
+        for role in [owners.dissatisfied, owners.fallback, *owners.overdue.values()]:
+            if role not in roles:
+                raise ValueError(f"sla.escalation_owners: unknown role {role!r}")
+        for severity in SEVERITY_RANK:
+            row = self.priority.case.get(severity, {})  # type: ignore[call-overload]
+            if set(row) != tiers:
+                raise ValueError(f"priority.case.{severity} must name exactly the tiers {sorted(tiers)}")
+        if set(self.priority.task) != {"High", "Medium", "Low"}:
+            raise ValueError("priority.task must map each of High, Medium, Low")
+        return self
+
+    def step(self, key: str) -> Step:
+        """The step named ``key`` (KeyError when absent)."""
+        for step in self.steps:
+            if step.key == key:
+                return step
+        raise KeyError(key)
+
+    def username(self, role: str) -> str:
+        """Salesforce username of a fixed role (doi, ms, management, ops...)."""
+        return self.people.roles[role].username
+
+
+# --- load / dump --------------------------------------------------------------------------------------
+
+
+def _path_of(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "<root>"
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    msg = str(error["msg"]).removeprefix("Value error, ")
+    value = error.get("input")
+    where = _path_of(tuple(error["loc"]))
+    if isinstance(value, Mapping | list | BaseModel) or error["type"] == "missing":
+        return f"{where}: {msg}"
+    return f"{where}: {msg} (got {value!r})"
+
+
+def parse_playbook(data: Any, source: str = "<data>") -> Playbook:
+    """Validate already-parsed YAML/dict data into a Playbook."""
+    try:
+        return Playbook.model_validate(data)
+    except ValidationError as exc:
+        lines = "\n  ".join(_describe(e) for e in exc.errors())
+        raise PlaybookError(f"invalid playbook {source}:\n  {lines}") from exc
+
+
+def default_path() -> Path:
+    """$CLOSED_LOOP_PLAYBOOK, else include/playbook.yaml of this repository."""
+    return Path(os.environ.get(ENV_VAR) or DEFAULT_PATH)
+
+
+def load_playbook(path: str | os.PathLike[str] | None = None) -> Playbook:
+    """Read and validate the playbook; raise PlaybookError on any problem."""
+    path = Path(path) if path is not None else default_path()
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise PlaybookError(f"cannot read playbook {path}: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise PlaybookError(f"playbook {path} is not valid YAML: {exc}") from exc
+    return parse_playbook(data, str(path))
+
+
+def dump_playbook(playbook: Playbook) -> str:
+    """YAML text that ``load_playbook`` reads back into an equal Playbook (comments are not kept)."""
+    return yaml.safe_dump(playbook.model_dump(mode="json"), sort_keys=False, allow_unicode=True)

@@ -1,0 +1,471 @@
+"""Quarterly closed-loop metrics (SOP step 8 and KPIs) computed from the ledger frames.
+
+Definitions (a quarter is a UTC calendar quarter):
+- surveys sent: main-survey invites (kind "invite", status "sent") whose ``sent_at`` falls in the quarter;
+- response rate: share of those invites with at least one main-survey response (joined on ``send_key``);
+- responses / negatives / NPS: main-survey responses (not recovery pulses) *created* in the quarter;
+- SLA per step: case steps *due* in the quarter; on time = completed on or before the due date;
+  durations are business days from the case being opened to the step's completion;
+- root causes: cases *closed* in the quarter; open cases: opened by and not closed at the quarter end;
+- repeat-negative accounts: more than one negative response in the last four quarters (this one included);
+- recovery: pulse responses in the quarter whose case is known, the pulse score vs. the negative one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from closed_loop.reporting.data import ReportData
+from closed_loop.reporting.quarters import Quarter
+
+BusinessDays = Callable[[date, date], int]
+
+SOP_STEPS = (
+    "acknowledge",
+    "investigate",
+    "internal_call",
+    "customer_call",
+    "corrective_action",
+    "follow_up",
+    "escalate",
+    "document",
+)
+SENT_STATUSES = frozenset({"sent"})
+EXCLUDED_STEP_STATUSES = frozenset({"skipped", "cancelled", "canceled", "not_applicable"})
+TREND_QUARTERS = 5
+TOP_ROOT_CAUSES = 5
+RECOMMEND_HEADING = "How likely are you to recommend us to a colleague?"
+SATISFACTION_HEADING = "How satisfied are you with how we handled your feedback?"
+SATISFIED_CHOICES = frozenset({"Very satisfied", "Satisfied"})
+
+
+@dataclass(frozen=True)
+class Durations:
+    """A distribution of durations: how many, median, 90th percentile (linear interpolation), maximum."""
+
+    count: int
+    median: float | None
+    p90: float | None
+    max: float | None
+
+    @classmethod
+    def of(cls, values: pd.Series) -> Durations:
+        values = pd.to_numeric(values, errors="coerce").dropna().astype(float)
+        if values.empty:
+            return cls(0, None, None, None)
+        return cls(len(values), float(values.median()), float(np.percentile(values, 90)), float(values.max()))
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """Recovery pulse results: score after the response vs. the score of the negative response."""
+
+    pulse_responses: int
+    pairs: int
+    mean_before: float | None
+    mean_after: float | None
+    improved: int
+    improved_share: float | None
+    satisfied_share: float | None
+
+
+@dataclass
+class QuarterlyMetrics:
+    """Everything the quarterly report shows; ``trend`` has one row per quarter (oldest first)."""
+
+    quarter: Quarter
+    trend: pd.DataFrame
+    negative_rate_change_pts: float | None
+    negative_rate_direction: str | None  # "up" | "down" | "flat" | None (no comparison possible)
+    by_topic: pd.DataFrame  # topic, negatives, share, cumulative_share
+    by_question: pd.DataFrame  # question, row, label, negatives, share, cumulative_share
+    root_causes: pd.DataFrame  # root_cause, cases, share
+    sla_by_step: pd.DataFrame  # step, steps_due, completed, on_time, on_time_share, median_bd, p90_bd
+    time_to_acknowledge: Durations
+    time_to_close: Durations
+    open_case_age_days: Durations  # calendar days at the quarter end; count = open cases
+    repeat_negative_accounts: int
+    accounts_with_negatives: int
+    recovery: Recovery
+    workload: pd.DataFrame  # username, cases_opened, open_cases, steps_due, steps_completed
+
+    def figures(self, label: str) -> dict[str, Any]:
+        """The trend row of one quarter as plain Python values (NaN as None)."""
+        if label not in self.trend.index:
+            return dict.fromkeys(self.trend.columns)
+        return {c: _clean(self.trend.at[label, c], None) for c in self.trend.columns}
+
+    @property
+    def current(self) -> dict[str, Any]:
+        return self.figures(self.quarter.label)
+
+    @property
+    def previous(self) -> dict[str, Any]:
+        return self.figures(self.quarter.previous().label)
+
+    @property
+    def open_cases(self) -> int:
+        return self.open_case_age_days.count
+
+    @property
+    def is_empty(self) -> bool:
+        """Nothing happened in the quarter and nothing was left open at its end."""
+        c = self.current
+        activity = ("surveys_sent", "responses", "cases_opened", "cases_closed", "steps_due", "escalations")
+        return not any(c[k] for k in activity) and not self.open_cases and not self.recovery.pulse_responses
+
+    def to_rows(self) -> list[tuple[str, str, Any]]:
+        """``(metric, quarter, value)`` rows of every figure, for the CSV attachment."""
+        rows: list[tuple[str, str, Any]] = []
+        for name in self.trend.columns:
+            rows += [(name, str(label), _clean(value)) for label, value in self.trend[name].items()]
+        q = self.quarter.label
+        scalars: dict[str, Any] = {
+            "negative_rate_change_pts": self.negative_rate_change_pts,
+            "repeat_negative_accounts": self.repeat_negative_accounts,
+            "accounts_with_negatives": self.accounts_with_negatives,
+            "open_cases": self.open_cases,
+        }
+        for name, d in (
+            ("time_to_acknowledge_bd", self.time_to_acknowledge),
+            ("time_to_close_bd", self.time_to_close),
+            ("open_case_age_days", self.open_case_age_days),
+        ):
+            scalars |= {f"{name}_{k}": v for k, v in vars(d).items()}
+        scalars |= {f"recovery_{k}": v for k, v in vars(self.recovery).items()}
+        rows += [(name, q, _clean(value)) for name, value in scalars.items()]
+        breakdowns = (
+            (self.by_topic, "topic", ("negatives", "share", "cumulative_share"), "negatives_by_topic"),
+            (self.by_question, "label", ("negatives", "share", "cumulative_share"), "negatives_by_question"),
+            (self.root_causes, "root_cause", ("cases", "share"), "root_cause"),
+            (
+                self.sla_by_step,
+                "step",
+                ("steps_due", "on_time", "on_time_share", "median_bd", "p90_bd"),
+                "sla",
+            ),
+            (
+                self.workload,
+                "username",
+                ("cases_opened", "open_cases", "steps_due", "steps_completed"),
+                "workload",
+            ),
+        )
+        for frame, key, columns, prefix in breakdowns:
+            for _, record in frame.iterrows():
+                rows += [(f"{prefix}.{c}:{record[key]}", q, _clean(record[c])) for c in columns]
+        return rows
+
+
+def _clean(value: Any, digits: int | None = 4) -> Any:
+    """A plain Python value: None for NA/NaN, floats rounded to ``digits`` (None: unrounded)."""
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    return round(value, digits) if isinstance(value, float) and digits is not None else value
+
+
+def _naive_utc(values: pd.Series) -> pd.Series:
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        return values.dt.tz_convert("UTC").dt.tz_localize(None)
+    return values
+
+
+def _period(values: pd.Series) -> pd.Series:
+    return _naive_utc(values).dt.to_period("Q")
+
+
+def _to_period(q: Quarter) -> pd.Period:
+    return pd.Period(year=q.year, quarter=q.number, freq="Q")
+
+
+def _in_quarter(values: pd.Series, q: Quarter) -> pd.Series:
+    return (_period(values) == _to_period(q)).fillna(False).astype(bool)
+
+
+def _days(values: pd.Series) -> pd.Series:
+    """Timestamps or dates as naive midnight datetimes (UTC calendar day)."""
+    return _naive_utc(values).dt.normalize()
+
+
+def _busdays(fn: BusinessDays, start: pd.Series, end: pd.Series) -> pd.Series:
+    """Business days from ``start`` to ``end`` per row (NaN where either is missing)."""
+    start, end = _days(start), _days(end)
+    ok = (start.notna() & end.notna()).to_numpy()
+    out = np.full(len(start), np.nan)
+    if ok.any():
+        a = start.to_numpy()[ok].astype("datetime64[D]")
+        b = end.to_numpy()[ok].astype("datetime64[D]")
+        if fn is np.busday_count:
+            out[ok] = np.busday_count(a, b)
+        else:
+            out[ok] = [fn(x.item(), y.item()) for x, y in zip(a, b, strict=True)]
+    return pd.Series(out, index=start.index)
+
+
+def _counts(values: pd.Series, periods: list[pd.Period]) -> pd.Series:
+    return _period(values.dropna()).value_counts().reindex(periods, fill_value=0).astype(int)
+
+
+def _pareto(counts: pd.Series, key: str, value: str) -> pd.DataFrame:
+    frame = counts.rename(value).rename_axis(key).reset_index()
+    frame = frame.sort_values([value, key], ascending=[False, True], kind="stable").reset_index(drop=True)
+    total = frame[value].sum()
+    frame["share"] = frame[value] / total if total else np.nan
+    frame["cumulative_share"] = frame[value].cumsum() / total if total else np.nan
+    return frame
+
+
+def _scores(data: ReportData) -> pd.Series:
+    """0-10 recommend score per response id: the ``nps`` column, else the answer to the recommend question."""
+    answers = data.answers[data.answers["heading"] == RECOMMEND_HEADING]
+    from_answers = pd.to_numeric(answers["choice_text"], errors="coerce")
+    from_answers = pd.Series(from_answers.to_numpy(), index=answers["response_id"].to_numpy())
+    from_answers = from_answers[~from_answers.index.duplicated()]
+    scores = pd.Series(
+        data.responses["nps"].astype("Float64").to_numpy(), index=data.responses["response_id"]
+    )
+    scores = scores.astype(float)
+    return scores.fillna(from_answers.reindex(scores.index)).astype(float)
+
+
+def _nps(scores: pd.Series) -> float:
+    scores = scores.dropna()
+    if scores.empty:
+        return np.nan
+    return float(((scores >= 9).mean() - (scores <= 6).mean()) * 100)
+
+
+def normalise_root_cause(text: pd.Series) -> pd.Series:
+    """Lower-case, single-spaced, without surrounding punctuation; empty text becomes NA."""
+    out = text.astype("object").where(text.notna(), "").astype(str).str.lower()
+    out = out.str.replace(r"\s+", " ", regex=True).str.strip(" \t.,;:!-")
+    return out.where(out != "", None)
+
+
+def _trend(data: ReportData, quarters: list[Quarter]) -> pd.DataFrame:
+    periods = [_to_period(q) for q in quarters]
+    sends = data.survey_sends
+    invites = sends[
+        (sends["kind"] == "invite") & sends["status"].isin(SENT_STATUSES) & sends["sent_at"].notna()
+    ]
+    main = data.responses[~data.responses["is_recovery"].astype(bool)]
+    responded = invites["send_key"].isin(set(main["send_key"].dropna()))
+    scores = _scores(data)
+    main_period = _period(main["date_created"])
+    nps = {p: _nps(scores.reindex(main.loc[main_period == p, "response_id"])) for p in periods}
+    steps = _live_steps(data)
+    steps_on_time = steps["on_time"]
+    events = data.sla_events
+    cases = data.cases
+    frame = pd.DataFrame(
+        {
+            "surveys_sent": _counts(invites["sent_at"], periods),
+            "responded_invites": _counts(invites.loc[responded, "sent_at"], periods),
+            "responses": _counts(main["date_created"], periods),
+            "negatives": _counts(main.loc[main["negative"].astype(bool), "date_created"], periods),
+            "nps": pd.Series(nps),
+            "cases_opened": _counts(cases["opened_at"], periods),
+            "cases_closed": _counts(cases["closed_at"], periods),
+            "steps_due": _counts(steps["due_date"], periods),
+            "steps_on_time": _counts(steps.loc[steps_on_time, "due_date"], periods),
+            "escalations": _counts(events.loc[events["kind"] == "escalation", "occurred_on"], periods),
+            "sla_breaches": _counts(events.loc[events["kind"] == "breach", "occurred_on"], periods),
+            "open_cases_at_end": pd.Series({_to_period(q): _open_at(cases, q).sum() for q in quarters}),
+        }
+    )
+    frame["response_rate"] = frame["responded_invites"] / frame["surveys_sent"].replace(0, np.nan)
+    frame["negative_rate"] = frame["negatives"] / frame["responses"].replace(0, np.nan)
+    frame["sla_on_time_share"] = frame["steps_on_time"] / frame["steps_due"].replace(0, np.nan)
+    frame.index = pd.Index([q.label for q in quarters], name="quarter")
+    order = [
+        "surveys_sent",
+        "responded_invites",
+        "response_rate",
+        "responses",
+        "negatives",
+        "negative_rate",
+        "nps",
+        "cases_opened",
+        "cases_closed",
+        "open_cases_at_end",
+        "steps_due",
+        "steps_on_time",
+        "sla_on_time_share",
+        "escalations",
+        "sla_breaches",
+    ]
+    return frame[order]
+
+
+def _live_steps(data: ReportData) -> pd.DataFrame:
+    """Case steps that count for SLA, with an ``on_time`` flag and the case's opening time."""
+    steps = data.case_steps[~data.case_steps["status"].isin(EXCLUDED_STEP_STATUSES)]
+    steps = steps.merge(data.cases[["case_key", "opened_at"]], on="case_key", how="left")
+    done = _days(steps["completed_at"])
+    steps["on_time"] = (done.notna() & (done <= steps["due_date"])).astype(bool)
+    return steps
+
+
+def _open_at(cases: pd.DataFrame, q: Quarter) -> pd.Series:
+    end = pd.Timestamp(q.next().start, tz="UTC")
+    return (cases["opened_at"] < end) & ~(cases["closed_at"] < end)
+
+
+def _sla_by_step(steps: pd.DataFrame, bd: BusinessDays) -> pd.DataFrame:
+    steps = steps.assign(
+        completed=steps["completed_at"].notna(),
+        elapsed_bd=_busdays(bd, steps["opened_at"], steps["completed_at"]),
+    )
+    grouped = steps.groupby("step", sort=False)
+    frame = pd.DataFrame(
+        {
+            "steps_due": grouped.size(),
+            "completed": grouped["completed"].sum(),
+            "on_time": grouped["on_time"].sum(),
+            "median_bd": grouped["elapsed_bd"].median(),
+            "p90_bd": grouped["elapsed_bd"].quantile(0.9),
+        }
+    ).astype({"steps_due": int, "completed": int, "on_time": int})
+    frame["on_time_share"] = frame["on_time"] / frame["steps_due"]
+    rank = {s: i for i, s in enumerate(SOP_STEPS)}
+    frame = frame.reset_index()
+    frame = frame.sort_values("step", key=lambda s: s.map(lambda x: (rank.get(x, len(rank)), x)))
+    cols = ["step", "steps_due", "completed", "on_time", "on_time_share", "median_bd", "p90_bd"]
+    return frame[cols].reset_index(drop=True)
+
+
+def _question_label(triggers: pd.DataFrame) -> pd.Series:
+    heading = triggers["heading"].where(triggers["heading"].notna() & (triggers["heading"] != ""), None)
+    fallback = triggers["kind"].fillna("other").str.replace("_", " ").str.capitalize()
+    row = triggers["row"].where(triggers["row"].notna() & (triggers["row"] != ""), None)
+    return row.fillna(heading).fillna(fallback)
+
+
+def _by_question(data: ReportData, negative_ids: pd.Series) -> pd.DataFrame:
+    triggers = data.triggers[data.triggers["response_id"].isin(set(negative_ids))].copy()
+    triggers["label"] = _question_label(triggers)
+    triggers["question"] = triggers["heading"].fillna("")
+    triggers["row"] = triggers["row"].fillna("")
+    per = triggers.drop_duplicates(["response_id", "label"]).groupby("label")["response_id"].count()
+    frame = _pareto(per, "label", "negatives")
+    first = triggers.drop_duplicates("label").set_index("label")
+    frame.insert(0, "question", frame["label"].map(first["question"]))
+    frame.insert(1, "row", frame["label"].map(first["row"]))
+    return frame
+
+
+def _workload(data: ReportData, q: Quarter, steps: pd.DataFrame) -> pd.DataFrame:
+    cases = data.cases
+    parts = {
+        "cases_opened": cases.loc[_in_quarter(cases["opened_at"], q), "lp_username"].value_counts(),
+        "open_cases": cases.loc[_open_at(cases, q), "lp_username"].value_counts(),
+        "steps_due": steps.loc[_in_quarter(steps["due_date"], q), "owner_username"].value_counts(),
+        "steps_completed": steps.loc[_in_quarter(steps["completed_at"], q), "owner_username"].value_counts(),
+    }
+    frame = pd.DataFrame(parts).fillna(0).astype(int).rename_axis("username").reset_index()
+    frame = frame[frame["username"].notna()].sort_values("username", kind="stable")
+    columns = ["username", *parts]
+    return frame.reindex(columns=columns, fill_value=0).astype({c: int for c in parts}).reset_index(drop=True)
+
+
+def _recovery(data: ReportData, q: Quarter) -> Recovery:
+    responses = data.responses
+    pulses = responses[responses["is_recovery"].astype(bool) & _in_quarter(responses["date_created"], q)]
+    scores = _scores(data)
+    after = scores.reindex(pulses["response_id"]).to_numpy()
+    before = scores.reindex(pulses["case_key"]).to_numpy()
+    paired = ~np.isnan(after) & ~np.isnan(before)
+    improved = int((after[paired] > before[paired]).sum())
+    answers = data.answers[
+        data.answers["response_id"].isin(set(pulses["response_id"]))
+        & (data.answers["heading"] == SATISFACTION_HEADING)
+    ].drop_duplicates("response_id")
+    return Recovery(
+        pulse_responses=len(pulses),
+        pairs=int(paired.sum()),
+        mean_before=float(before[paired].mean()) if paired.any() else None,
+        mean_after=float(after[paired].mean()) if paired.any() else None,
+        improved=improved,
+        improved_share=improved / int(paired.sum()) if paired.any() else None,
+        satisfied_share=float(answers["choice_text"].isin(SATISFIED_CHOICES).mean())
+        if len(answers)
+        else None,
+    )
+
+
+def _direction(change: float | None) -> str | None:
+    if change is None:
+        return None
+    return "up" if change > 0 else "down" if change < 0 else "flat"
+
+
+def compute_metrics(
+    data: ReportData, quarter: Quarter, business_days_between: BusinessDays = np.busday_count
+) -> QuarterlyMetrics:
+    """All report figures for ``quarter`` (trend over it and the previous four quarters).
+
+    ``business_days_between(a, b)`` counts business days from date ``a`` to date ``b`` (pass the playbook
+    calendar; the default is ``numpy.busday_count``: Mon-Fri, no holidays, ``a`` counted, ``b`` not).
+    """
+    bd = business_days_between
+    trend = _trend(data, quarter.trailing(TREND_QUARTERS))
+    now, before = (
+        trend.loc[quarter.label, "negative_rate"],
+        trend.loc[quarter.previous().label, "negative_rate"],
+    )
+    change = None if pd.isna(now) or pd.isna(before) else round(float(now - before) * 100, 1)
+
+    responses = data.responses
+    main = responses[~responses["is_recovery"].astype(bool) & responses["negative"].astype(bool)]
+    negatives = main[_in_quarter(main["date_created"], quarter)]
+    topics = negatives["topics"].map(lambda t: list(t) if isinstance(t, list | tuple | np.ndarray) else [])
+    topic_counts = topics.explode().dropna().value_counts()
+
+    cases = data.cases
+    closed = cases[_in_quarter(cases["closed_at"], quarter)]
+    causes = normalise_root_cause(closed["root_cause"]).dropna().value_counts()
+    root_causes = (
+        _pareto(causes, "root_cause", "cases").drop(columns="cumulative_share").head(TOP_ROOT_CAUSES)
+    )
+
+    steps = _live_steps(data)
+    acks = steps[(steps["step"] == "acknowledge") & steps["completed_at"].notna()]
+    acks = acks.drop_duplicates("case_key")[["case_key", "completed_at"]].rename(
+        columns={"completed_at": "acked_at"}
+    )
+    opened = cases[_in_quarter(cases["opened_at"], quarter)].merge(acks, on="case_key", how="left")
+    open_now = cases[_open_at(cases, quarter)]
+    age = (pd.Timestamp(quarter.end) - _days(open_now["opened_at"])).dt.days
+
+    window = main[
+        (_period(main["date_created"]) >= _to_period(quarter.previous(3)))
+        & (_period(main["date_created"]) <= _to_period(quarter))
+    ]
+    per_account = window.groupby("account_id")["response_id"].nunique()
+
+    return QuarterlyMetrics(
+        quarter=quarter,
+        trend=trend,
+        negative_rate_change_pts=change,
+        negative_rate_direction=_direction(change),
+        by_topic=_pareto(topic_counts, "topic", "negatives"),
+        by_question=_by_question(data, negatives["response_id"]),
+        root_causes=root_causes,
+        sla_by_step=_sla_by_step(steps[_in_quarter(steps["due_date"], quarter)], bd),
+        time_to_acknowledge=Durations.of(_busdays(bd, opened["opened_at"], opened["acked_at"])),
+        time_to_close=Durations.of(_busdays(bd, closed["opened_at"], closed["closed_at"])),
+        open_case_age_days=Durations.of(age),
+        repeat_negative_accounts=int((per_account > 1).sum()),
+        accounts_with_negatives=len(per_account),
+        recovery=_recovery(data, quarter),
+        workload=_workload(data, quarter, steps),
+    )

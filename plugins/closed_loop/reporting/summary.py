@@ -1,0 +1,139 @@
+"""The one-paragraph "what changed" summary, written from the numbers."""
+
+from __future__ import annotations
+
+from closed_loop.reporting.metrics import QuarterlyMetrics
+
+
+def pct(share: float | None) -> str:
+    """0.183 -> "18%"; None -> "n/a"."""
+    return "n/a" if share is None else f"{share * 100:.0f}%"
+
+
+def pts(points: float) -> str:
+    """Percentage points without a useless ".0": 4.0 -> "4", 9.7 -> "9.7"."""
+    points = abs(points)
+    return f"{points:.0f}" if points == round(points) else f"{points:.1f}"
+
+
+def num(value: float | None, unit: str = "") -> str:
+    if value is None:
+        return "n/a"
+    text = f"{value:.0f}" if value == round(value) else f"{value:.1f}"
+    return f"{text} {unit}".rstrip()
+
+
+def plural(n: int, word: str, words: str | None = None) -> str:
+    return f"{n} {word if n == 1 else words or word + 's'}"
+
+
+def negative_rate_phrase(m: QuarterlyMetrics) -> str:
+    """ "18% (down 4 pts)" / "18% (unchanged)" / "18%" / "n/a" — used by the summary and the subject."""
+    rate = m.current["negative_rate"]
+    if rate is None:
+        return "n/a"
+    if m.negative_rate_direction is None:
+        return pct(rate)
+    if m.negative_rate_direction == "flat":
+        return f"{pct(rate)} (unchanged)"
+    return f"{pct(rate)} ({m.negative_rate_direction} {pts(m.negative_rate_change_pts or 0)} pts)"
+
+
+def _volume(m: QuarterlyMetrics) -> list[str]:
+    c, prev, q = m.current, m.previous, m.quarter.label
+    out = [
+        f"In {q} we sent {plural(c['surveys_sent'], 'survey')} and received "
+        f"{plural(c['responses'], 'response')}"
+        + (f" (response rate {pct(c['response_rate'])})." if c["response_rate"] is not None else ".")
+    ]
+    if c["negative_rate"] is None:
+        out.append("With no responses there is no negative rate for the quarter.")
+    elif m.negative_rate_direction is None:
+        out.append(
+            f"{plural(c['negatives'], 'response was', 'responses were')} negative "
+            f"({pct(c['negative_rate'])}); "
+            "there is no previous-quarter rate to compare with."
+        )
+    else:
+        change = (
+            "unchanged from"
+            if m.negative_rate_direction == "flat"
+            else f"{m.negative_rate_direction} {pts(m.negative_rate_change_pts or 0)} points from"
+        )
+        out.append(
+            f"The negative rate was {pct(c['negative_rate'])} ({c['negatives']} of {c['responses']}), "
+            f"{change} {pct(prev['negative_rate'])} in {m.quarter.previous().label}."
+        )
+    return out
+
+
+def _causes(m: QuarterlyMetrics) -> list[str]:
+    out = []
+    if not m.by_topic.empty:
+        top = m.by_topic.iloc[0]
+        out.append(
+            f"The most frequent topic in negative feedback was {top['topic']} "
+            f"({pct(top['share'])} of topic mentions)."
+        )
+    if not m.by_question.empty:
+        top = m.by_question.iloc[0]
+        out.append(
+            "The statement drawing most negative answers was "
+            f"\u201c{top['label']}\u201d ({top['negatives']})."
+        )
+    if not m.root_causes.empty:
+        top = m.root_causes.iloc[0]
+        out.append(
+            f"The most common documented root cause was \u201c{top['root_cause']}\u201d "
+            f"({plural(int(top['cases']), 'closed case')})."
+        )
+    return out
+
+
+def _timeliness(m: QuarterlyMetrics) -> list[str]:
+    c, out = m.current, []
+    if c["steps_due"]:
+        sentence = (
+            f"{pct(c['sla_on_time_share'])} of the {c['steps_due']} SOP steps due were completed on time"
+        )
+        if m.time_to_acknowledge.count:
+            median = num(m.time_to_acknowledge.median)
+            sentence += f"; feedback was acknowledged in a median of {median} business days"
+        out.append(sentence + ".")
+    if c["escalations"]:
+        out.append(f"{plural(c['escalations'], 'case was', 'cases were')} escalated.")
+    if m.open_cases:
+        out.append(
+            f"{plural(m.open_cases, 'case was', 'cases were')} still open at the quarter end "
+            f"(the oldest opened {plural(int(m.open_case_age_days.max or 0), 'day')} before it ended)."
+        )
+    elif c["cases_opened"] or c["cases_closed"]:
+        out.append("No cases were left open at the quarter end.")
+    return out
+
+
+def _recovery(m: QuarterlyMetrics) -> list[str]:
+    r = m.recovery
+    if not r.pulse_responses:
+        return []
+    if not r.pairs:
+        return [f"{plural(r.pulse_responses, 'customer')} answered the follow-up pulse."]
+    return [
+        f"Of {plural(r.pairs, 'customer')} who answered the follow-up pulse, {r.improved} "
+        f"gave a higher recommend score than in their negative response "
+        f"(average {num(r.mean_before)} before, {num(r.mean_after)} after)."
+    ]
+
+
+def what_changed(m: QuarterlyMetrics) -> str:
+    """One plain paragraph; for an empty quarter, a short honest statement."""
+    if m.is_empty:
+        text = (
+            f"Nothing to report for {m.quarter.label}: no surveys were sent and no responses, cases or "
+            "SLA activity were recorded in the ledger for this quarter, and no cases were open at its end."
+        )
+        if m.previous["negative_rate"] is not None:
+            prev = m.quarter.previous().label
+            text += f" For reference, {prev} had a negative rate of {pct(m.previous['negative_rate'])}."
+        return text
+    return " ".join(_volume(m) + _causes(m) + _timeliness(m) + _recovery(m))

@@ -1,0 +1,134 @@
+"""Python API for tests and the demo: start the sandbox as a subprocess and talk to it."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+REPO = Path(__file__).resolve().parents[1]
+SF_VERSION = "61.0"
+
+
+@dataclass
+class SandboxInfo:
+    sf_instance_url: str
+    sm_base_url: str
+    ca_file: str
+    sf_access_token: str
+    sm_access_token: str
+    admin_url: str
+    pid: int
+    state_file: str = ""
+
+    def session(self) -> requests.Session:
+        """A requests session that trusts the sandbox CA. trust_env is off because requests lets
+        REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE override `session.verify`."""
+        session = requests.Session()
+        session.verify = self.ca_file
+        session.trust_env = False
+        return session
+
+    def sm_session(self) -> requests.Session:
+        session = self.session()
+        session.headers["Authorization"] = f"bearer {self.sm_access_token}"
+        return session
+
+    def salesforce(self) -> Any:
+        """simple_salesforce.Salesforce on a direct session."""
+        from simple_salesforce import Salesforce
+
+        return Salesforce(
+            session_id=self.sf_access_token,
+            instance_url=self.sf_instance_url,
+            version=SF_VERSION,
+            session=self.session(),
+        )
+
+    def admin(self, method: str, path: str, json: Any = None) -> Any:  # noqa: A002 - mirrors requests
+        """Call /_sandbox/<path>; returns the decoded JSON body (raises on HTTP errors)."""
+        response = self.session().request(
+            method, f"{self.admin_url}/{path.lstrip('/')}", json=json, timeout=60
+        )
+        response.raise_for_status()
+        return response.json()
+
+    def airflow_conn_env(self) -> dict[str, str]:
+        """AIRFLOW_CONN_* variables (Airflow's JSON connection format) pointing at this sandbox."""
+        salesforce = {
+            "conn_type": "salesforce",
+            "host": self.sf_instance_url,
+            "password": None,
+            "extra": {
+                "instance_url": self.sf_instance_url,
+                "access_token": self.sf_access_token,
+                "ca_bundle": self.ca_file,
+                "version": SF_VERSION,
+            },
+        }
+        surveymonkey = {
+            "conn_type": "surveymonkey",
+            "host": self.sm_base_url,
+            "password": self.sm_access_token,
+            "extra": {"ca_bundle": self.ca_file},
+        }
+        return {
+            "AIRFLOW_CONN_SALESFORCE_DEFAULT": json.dumps(salesforce),
+            "AIRFLOW_CONN_SURVEYMONKEY_DEFAULT": json.dumps(surveymonkey),
+        }
+
+
+def _flags(opts: dict[str, Any]) -> list[str]:
+    out = []
+    for key, value in opts.items():
+        if value is not None:
+            out += [f"--{key.replace('_', '-')}", str(value)]
+    return out
+
+
+@contextlib.contextmanager
+def run_sandbox(
+    tmp_path: Path | str, seed: int = 7, state: Path | str | None = None, timeout: float = 30, **opts: Any
+) -> Iterator[SandboxInfo]:
+    """Start `python -m sandbox` (options: port, host, accounts, start_clock, sf_daily_limit,
+    sm_minute_limit, sm_day_limit), wait for its JSON line, yield a SandboxInfo, stop it on exit."""
+    state_file = Path(state) if state else Path(tmp_path) / "sandbox-state.json"
+    command = [
+        sys.executable,
+        "-m",
+        "sandbox",
+        "--seed",
+        str(seed),
+        "--state",
+        str(state_file),
+        *_flags({"port": 0, **opts}),
+    ]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
+    proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)  # noqa: S603
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.append(proc.stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    try:
+        if not lines or not lines[0].strip():
+            raise RuntimeError(f"sandbox did not start (exit code {proc.poll()})")
+        yield SandboxInfo(**json.loads(lines[0]), state_file=str(state_file))
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,302 @@
+"""ClosedLoopSalesforceHook: direct session, escaped SOQL, collections, retries, typed errors, secrecy."""
+
+from __future__ import annotations
+
+import json
+import logging
+from unittest import mock
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+from closed_loop.hooks.errors import SalesforceApiError, SalesforceBudgetExhausted, SalesforceSessionExpired
+from closed_loop.hooks.salesforce import ClosedLoopSalesforceHook
+
+TOKEN = "00Dtest!AQ0AQFakeSessionToken.x9Zk2"
+INSTANCE = "https://org.example.com:8443"
+API = f"{INSTANCE}/services/data/v61.0"
+COLLECTION = f"{API}/composite/sobjects"
+
+
+@pytest.fixture
+def ca_bundle(tmp_path):
+    path = tmp_path / "ca.pem"
+    path.write_text("-----BEGIN CERTIFICATE-----\n")
+    return str(path)
+
+
+@pytest.fixture
+def hook(monkeypatch, ca_bundle):
+    extra = {"access_token": TOKEN, "instance_url": INSTANCE, "ca_bundle": ca_bundle, "timeout": 12}
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SALESFORCE_DEFAULT", json.dumps({"conn_type": "salesforce", "extra": extra})
+    )
+    h = ClosedLoopSalesforceHook()
+    h.waits = []
+    h.sleep = h.waits.append
+    return h
+
+
+def soql_of(request) -> str:
+    return parse_qs(urlsplit(request.url).query)["q"][0]
+
+
+def sf_error(code, status, message="failed"):
+    return {"status_code": status, "json": [{"errorCode": code, "message": message}]}
+
+
+def ok_results(batch):
+    return [{"id": f"00T{i:015d}", "success": True, "errors": []} for i in range(len(batch))]
+
+
+# -- connection -------------------------------------------------------------------------------------
+def test_direct_session_from_the_connection(hook, ca_bundle):
+    with mock.patch("closed_loop.hooks.salesforce.mask_secret") as mask:
+        sf = hook.get_conn()
+    assert sf.base_url == f"{API}/"
+    assert sf.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert sf.session.verify == ca_bundle
+    assert hook.timeout == 12.0
+    mask.assert_any_call(TOKEN)
+
+
+def test_without_token_defers_to_the_provider_login(monkeypatch, ca_bundle):
+    extra = {"security_token": "st-123456", "ca_bundle": ca_bundle}
+    conn = {"conn_type": "salesforce", "login": "ops@example.com", "password": "pw-123456", "extra": extra}
+    monkeypatch.setenv("AIRFLOW_CONN_SF_LOGIN", json.dumps(conn))
+    hook = ClosedLoopSalesforceHook("sf_login")
+    with mock.patch("airflow.providers.salesforce.hooks.salesforce.Salesforce") as provider_sf:
+        provider_sf.return_value.session_id = "sess-from-login"
+        assert hook.get_conn() is provider_sf.return_value
+    kwargs = provider_sf.call_args.kwargs
+    assert (kwargs["username"], kwargs["password"], kwargs["security_token"]) == (
+        "ops@example.com",
+        "pw-123456",
+        "st-123456",
+    )
+    assert kwargs["session"].verify == ca_bundle  # our session, CA bundle included
+    assert hook._on_response in kwargs["session"].hooks["response"]
+
+
+def test_api_usage_limits_and_test_connection(hook, requests_mock):
+    limits = {"DailyApiRequests": {"Max": 5000, "Remaining": 4982}}
+    requests_mock.get(f"{API}/limits/", json=limits, headers={"Sforce-Limit-Info": "api-usage=18/5000"})
+    assert hook.api_usage() is None
+    assert hook.limits() == limits
+    assert hook.api_usage() == (18, 5000)
+    assert hook.test_connection() == (True, "Connection successfully tested (API requests left today: 4982)")
+    assert hook.calls_made == 2
+
+
+def test_test_connection_failure_hides_the_token(hook, requests_mock):
+    requests_mock.get(f"{API}/limits/", **sf_error("INVALID_SESSION_ID", 401, f"Session {TOKEN} expired"))
+    ok, message = hook.test_connection()
+    assert not ok and "INVALID_SESSION_ID" in message and TOKEN not in message
+
+
+# -- SOQL -------------------------------------------------------------------------------------------
+def test_query_escapes_hostile_values(hook, requests_mock):
+    requests_mock.get(f"{API}/query/", json={"totalSize": 0, "done": True, "records": []})
+    hostile = "O'Brien \\' OR Name != '"
+    list(hook.query("SELECT Id FROM Account WHERE Name = {name}", name=hostile))
+    assert soql_of(requests_mock.last_request) == (
+        "SELECT Id FROM Account WHERE Name = 'O\\'Brien \\\\\\' OR Name != \\''"
+    )
+
+
+def test_query_pages_lazily_and_strips_attributes(hook, requests_mock):
+    attrs = {"type": "Account", "url": "/x"}
+    manager = {"attributes": {"type": "User"}, "Username": "tsm1@closedloop.example"}
+    first = {
+        "totalSize": 3,
+        "done": False,
+        "nextRecordsUrl": "/services/data/v61.0/query/01gXX-2000",
+        "records": [
+            {"attributes": attrs, "Id": "001A", "Transition_Success_Manager__r": manager},
+            {"attributes": attrs, "Id": "001B", "Transition_Success_Manager__r": None},
+        ],
+    }
+    second = {"totalSize": 3, "done": True, "records": [{"attributes": attrs, "Id": "001C"}]}
+    requests_mock.get(f"{API}/query/", json=first)
+    more = requests_mock.get(f"{API}/query/01gXX-2000", json=second)
+    records = hook.query("SELECT Id, Transition_Success_Manager__r.Username FROM Account")
+    assert next(records) == {
+        "Id": "001A",
+        "Transition_Success_Manager__r": {"Username": "tsm1@closedloop.example"},
+    }
+    assert not more.called  # lazy: the second page is fetched only when needed
+    assert [r["Id"] for r in records] == ["001B", "001C"]
+    assert more.called
+
+
+def test_query_in_chunks_keeps_urls_short(hook, requests_mock):
+    requests_mock.get(f"{API}/query/", json={"totalSize": 0, "done": True, "records": []})
+    ids = [f"001{i:015d}" for i in range(1000)] + ["001000000000000000"]  # one duplicate
+    list(hook.query_in_chunks("SELECT Id FROM Contact WHERE AccountId IN {values}", ids, chunk=300))
+    assert requests_mock.call_count == 4  # 1000 distinct ids / 300
+    seen = [
+        v for r in requests_mock.request_history for v in soql_of(r).split("IN (")[1].strip(")").split(",")
+    ]
+    assert len(seen) == 1000
+    requests_mock.reset_mock()
+    list(hook.query_in_chunks("SELECT Id FROM Contact WHERE AccountId IN {values}", ids, chunk=5000))
+    assert requests_mock.call_count > 1
+    assert all(len(r.url) < 16_000 for r in requests_mock.request_history)
+
+
+def test_query_is_retried_on_5xx(hook, requests_mock):
+    ok = {"json": {"totalSize": 1, "done": True, "records": [{"Id": "001A"}]}}
+    requests_mock.get(
+        f"{API}/query/", [sf_error("SERVER_UNAVAILABLE", 503), {"exc": requests.ReadTimeout}, ok]
+    )
+    assert list(hook.query("SELECT Id FROM Account")) == [{"Id": "001A"}]
+    assert requests_mock.call_count == 3 and len(hook.waits) == 2
+    assert requests_mock.last_request.timeout == 12.0
+
+
+# -- sObject Collections ----------------------------------------------------------------------------
+def test_create_450_records_takes_3_calls(hook, requests_mock):
+    requests_mock.post(COLLECTION, json=lambda request, context: ok_results(request.json()["records"]))
+    records = [{"Subject": f"Step {i}", "WhatId": "001A"} for i in range(450)]
+    results = hook.create_records("Task", records)
+    bodies = [r.json() for r in requests_mock.request_history]
+    assert [len(b["records"]) for b in bodies] == [200, 200, 50]
+    assert bodies[0]["allOrNone"] is False
+    assert bodies[2]["records"][-1] == {
+        "attributes": {"type": "Task"},
+        "Subject": "Step 449",
+        "WhatId": "001A",
+    }
+    assert len(results) == 450 and all(r["success"] and r["created"] for r in results)
+    assert "attributes" not in records[0]  # input not mutated
+
+
+def test_per_record_errors_come_back_in_order(hook, requests_mock):
+    error = {
+        "statusCode": "STRING_TOO_LONG",
+        "message": "Subject: data value too large",
+        "fields": ["Subject"],
+    }
+    reply = [
+        {"id": "00T1", "success": True, "errors": []},
+        {"id": None, "success": False, "errors": [error]},
+        {"id": "00T3", "success": True, "errors": []},
+    ]
+    requests_mock.post(COLLECTION, json=reply)
+    results = hook.create_records("Task", [{"Subject": "a"}, {"Subject": "b" * 300}, {"Subject": "c"}])
+    assert [r["success"] for r in results] == [True, False, True]
+    assert results[1] == {"id": None, "success": False, "created": False, "errors": [error]}
+    assert results[2]["id"] == "00T3"
+
+
+def test_upsert_by_external_id(hook, requests_mock):
+    route = requests_mock.patch(
+        f"{COLLECTION}/Case/Survey_Response_Id__c",
+        json=[
+            {"id": "5001", "success": True, "created": True, "errors": []},
+            {"id": "5002", "success": True, "created": False, "errors": []},
+        ],
+    )
+    records = [
+        {"Survey_Response_Id__c": "r1", "Subject": "x"},
+        {"Survey_Response_Id__c": "r2", "Subject": "y"},
+    ]
+    results = hook.upsert_records("Case", "Survey_Response_Id__c", records)
+    assert [(r["id"], r["created"]) for r in results] == [("5001", True), ("5002", False)]
+    assert route.last_request.json()["records"][0]["attributes"] == {"type": "Case"}
+
+
+def test_update_requires_ids_and_uses_patch(hook, requests_mock):
+    with pytest.raises(ValueError, match="lack Id"):
+        hook.update_records("Case", [{"Status": "Closed"}])
+    requests_mock.patch(COLLECTION, json=[{"id": "5001", "success": True, "errors": []}])
+    assert hook.update_records("Case", [{"Id": "5001", "Status": "Closed"}])[0]["created"] is False
+
+
+def test_names_are_validated(hook):
+    with pytest.raises(ValueError, match="API name"):
+        hook.upsert_records("Case/../x", "Survey_Response_Id__c", [{"Survey_Response_Id__c": "r"}])
+
+
+def test_upsert_is_retried_but_create_is_not(hook, requests_mock):
+    url = f"{COLLECTION}/Task/Closed_Loop_Key__c"
+    requests_mock.patch(
+        url, [{"exc": requests.ReadTimeout}, sf_error("UNKNOWN_EXCEPTION", 500), {"json": [{}]}]
+    )
+    hook.upsert_records("Task", "Closed_Loop_Key__c", [{"Closed_Loop_Key__c": "k"}])
+    assert requests_mock.call_count == 3
+
+    requests_mock.post(COLLECTION, exc=requests.ReadTimeout)
+    with pytest.raises(SalesforceApiError) as info:
+        hook.create_records("Task", [{"Subject": "a"}])
+    assert info.value.code == "TIMEOUT" and requests_mock.call_count == 4  # one create attempt only
+
+    requests_mock.post(COLLECTION, **sf_error("UNKNOWN_EXCEPTION", 500))
+    with pytest.raises(SalesforceApiError) as info:
+        hook.create_records("Task", [{"Subject": "a"}])
+    assert (info.value.code, info.value.status) == (
+        "UNKNOWN_EXCEPTION",
+        500,
+    ) and requests_mock.call_count == 5
+
+
+def test_create_is_retried_when_the_connection_never_opened(hook, requests_mock):
+    requests_mock.post(
+        COLLECTION, [{"exc": requests.ConnectTimeout}, {"json": [{"id": "00T1", "success": True}]}]
+    )
+    assert hook.create_records("Task", [{"Subject": "a"}])[0]["id"] == "00T1"
+
+
+def test_session_expired_is_typed_and_not_retried(hook, requests_mock):
+    requests_mock.get(f"{API}/query/", **sf_error("INVALID_SESSION_ID", 401, "Session expired or invalid"))
+    with pytest.raises(SalesforceSessionExpired) as info:
+        list(hook.query("SELECT Id FROM Account"))
+    assert info.value.code == "INVALID_SESSION_ID" and requests_mock.call_count == 1
+
+
+def test_budget_exhausted_mid_batch_keeps_finished_results(hook, requests_mock):
+    requests_mock.post(
+        COLLECTION,
+        [
+            {"json": ok_results(range(200))},
+            sf_error("REQUEST_LIMIT_EXCEEDED", 403, "TotalRequests Limit exceeded."),
+        ],
+    )
+    with pytest.raises(SalesforceBudgetExhausted) as info:
+        hook.create_records("Task", [{"Subject": str(i)} for i in range(450)])
+    assert len(info.value.completed) == 200 and requests_mock.call_count == 2
+
+
+def test_other_errors_carry_code_and_message(hook, requests_mock):
+    requests_mock.post(COLLECTION, **sf_error("INVALID_FIELD", 400, "No such column 'Foo__c'"))
+    with pytest.raises(SalesforceApiError) as info:
+        hook.create_records("Task", [{"Foo__c": 1}])
+    assert type(info.value) is SalesforceApiError
+    assert (info.value.code, info.value.message, info.value.status) == (
+        "INVALID_FIELD",
+        "No such column 'Foo__c'",
+        400,
+    )
+
+
+def test_wrong_result_count_is_an_error(hook, requests_mock):
+    requests_mock.post(COLLECTION, json=[{"id": "00T1", "success": True}])
+    with pytest.raises(SalesforceApiError, match="BAD_RESPONSE"):
+        hook.create_records("Task", [{"Subject": "a"}, {"Subject": "b"}])
+
+
+# -- secrecy ----------------------------------------------------------------------------------------
+def test_token_never_in_logs_or_exceptions(hook, requests_mock, caplog, capsys):
+    caplog.set_level(logging.DEBUG)
+    requests_mock.get(
+        f"{API}/query/", [sf_error("SERVER_UNAVAILABLE", 503), {"exc": requests.ConnectionError}]
+    )
+    with pytest.raises(SalesforceApiError) as first:
+        list(hook.query("SELECT Id FROM Account"))
+    requests_mock.post(COLLECTION, **sf_error("INVALID_SESSION_ID", 401, "Session expired or invalid"))
+    with pytest.raises(SalesforceSessionExpired) as second:
+        hook.create_records("Task", [{"Subject": "a"}])
+    logs = caplog.text + "".join(capsys.readouterr())
+    assert "retrying in" in logs
+    for text in (logs, str(first.value), str(second.value), repr(first.value.__cause__)):
+        assert TOKEN not in text
