@@ -33,8 +33,9 @@ def test_dag_file_parses_without_network_or_heavy_imports(dag_file, tmp_path):
         "PYTHONPATH": f"{REPO / 'plugins'}:{REPO}",
         "PATH": "/usr/bin:/bin",
     }
-    proc = subprocess.run([sys.executable, "-c", PROBE, str(dag_file)], capture_output=True, text=True,
-                          env=env, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, str(dag_file)], capture_output=True, text=True, env=env, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     modules = set(json.loads(proc.stdout.strip().splitlines()[-1]))
     loaded = [m for m in HEAVY if m in modules]

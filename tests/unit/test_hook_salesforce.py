@@ -9,6 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
+
 from closed_loop.hooks.errors import SalesforceApiError, SalesforceBudgetExhausted, SalesforceSessionExpired
 from closed_loop.hooks.salesforce import ClosedLoopSalesforceHook
 

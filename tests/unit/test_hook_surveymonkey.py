@@ -9,6 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
+
 from closed_loop.hooks import errors
 from closed_loop.hooks.surveymonkey import DEFAULT_BASE_URL, SurveyMonkeyHook
 
@@ -402,6 +403,7 @@ def test_provider_info_is_valid_for_airflow():
     import importlib.resources
 
     import jsonschema
+
     from closed_loop.provider_info import get_provider_info
 
     schema = json.loads(

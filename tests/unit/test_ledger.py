@@ -10,11 +10,12 @@ from types import SimpleNamespace
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import inspect, select
+from sqlalchemy.exc import IntegrityError
+
 from closed_loop.ledger import Base, Ledger
 from closed_loop.ledger.core import VERSION_TABLE, url_from_connection
 from closed_loop.ledger.models import TABLES, Response, Watermark
-from sqlalchemy import inspect, select
-from sqlalchemy.exc import IntegrityError
 
 UTC = dt.UTC
 D = dt.date

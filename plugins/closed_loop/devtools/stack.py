@@ -1,11 +1,11 @@
 """A complete local stack for tests and the demo: sandbox (HTTPS), SMTP sink, ledger, Airflow connections.
 
-    with LocalStack(tmp_path, seed=7) as stack:
-        stack.conn_env            # AIRFLOW_CONN_* for salesforce_default, surveymonkey_default, smtp_default,
-                                  # closed_loop_db
-        with stack.connections(): # the same, set in os.environ for in-process hooks and operators
-            ...
-        stack.airflow(home)       # an AirflowCli whose `airflow dags test` runs see this stack
+with LocalStack(tmp_path, seed=7) as stack:
+    stack.conn_env            # AIRFLOW_CONN_* for salesforce_default, surveymonkey_default, smtp_default,
+                              # closed_loop_db
+    with stack.connections(): # the same, set in os.environ for in-process hooks and operators
+        ...
+    stack.airflow(home)       # an AirflowCli whose `airflow dags test` runs see this stack
 """
 
 from __future__ import annotations
@@ -23,14 +23,16 @@ SENDER = "closed-loop@northwind.example"
 
 
 class LocalStack:
-    def __init__(self, workdir: Path | str, seed: int = 7, ledger_url: str | None = None, **sandbox_opts: Any):
+    def __init__(
+        self, workdir: Path | str, seed: int = 7, ledger_url: str | None = None, **sandbox_opts: Any
+    ):
         self.workdir = Path(workdir)
         self.seed = seed
         self.ledger_url = ledger_url
         self.sandbox_opts = sandbox_opts
         self._stack = contextlib.ExitStack()
         self.sandbox = None
-        self.outbox = self.workdir / "outbox"
+        self.outbox = Path(outbox) if outbox else self.workdir / "outbox"
 
     def __enter__(self) -> LocalStack:
         from closed_loop.devtools import mail_sink
@@ -39,7 +41,9 @@ class LocalStack:
 
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.sandbox = self._stack.enter_context(
-            run_sandbox(self.workdir, seed=self.seed, state=self.workdir / "sandbox-state.json", **self.sandbox_opts)
+            run_sandbox(
+                self.workdir, seed=self.seed, state=self.workdir / "sandbox-state.json", **self.sandbox_opts
+            )
         )
         self.smtp = mail_sink.start(self.outbox)
         self._stack.callback(self.smtp.stop)

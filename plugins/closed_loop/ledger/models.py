@@ -79,6 +79,7 @@ class SurveySend(Base):
     reminder_message_id = mapped_column(String(64))
     reminder_sent_at = _ts()
     lp_reminder_task_id = mapped_column(SF_ID)
+    case_key = mapped_column(KEY, index=True)  # recovery pulses: the case they follow up (0003)
     __table_args__ = (Index(None, "status", "due_date"),)
 
 
@@ -160,6 +161,14 @@ class Case(Base):
     outcome = mapped_column(Text)
     doc_missing_flagged_at = _ts()
     created_at = _ts(nullable=False, default=utcnow)
+    # 0003 (sla sweep): read back from Salesforce. sf_dissatisfied mirrors the playbook's
+    # sla.dissatisfied_when; ``dissatisfied`` above marks an escalated (open) dissatisfaction episode.
+    account_name = mapped_column(String(255))
+    sf_dissatisfied = mapped_column(Boolean, nullable=True)
+    sf_closed = mapped_column(Boolean, nullable=True)
+    # The CasePlan as written to Salesforce (case fields, step Task fields, step context), so a retry
+    # sends exactly the same records without re-scoring (added by migration 0002).
+    plan = mapped_column(JSON, nullable=True)
 
 
 class CaseStep(Base):

@@ -19,7 +19,7 @@ class ClosedLoopBaseOperator(BaseOperator):
     """Base for the project's operators.
 
     :param ledger_conn_id: Airflow connection of the ledger database.
-    :param playbook_path: playbook file (templated); default: ``CLOSED_LOOP_PLAYBOOK`` or include/playbook.yaml.
+    :param playbook_path: playbook file (templated); default $CLOSED_LOOP_PLAYBOOK or include/playbook.yaml.
     :param dry_run: compute and log the full plan, write nothing external (templated, default the DAG param).
     """
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy import create_engine
+
 from closed_loop.ledger.core import VERSION_TABLE
 from closed_loop.ledger.models import Base
-from sqlalchemy import create_engine
 
 config = context.config
 target_metadata = Base.metadata

@@ -1,0 +1,106 @@
+"""Quarterly report: ledger -> metrics -> charts -> email to leadership (once) + archive file."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from email.message import EmailMessage
+from pathlib import Path
+
+from closed_loop.reporting import (
+    Quarter,
+    ReportData,
+    build_message,
+    compute_metrics,
+    quarter_to_report,
+    render_charts,
+    render_csv,
+    render_standalone_html,
+    what_changed,
+)
+from closed_loop.reporting.data import SCHEMA
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class QuarterlyReport:
+    quarter: Quarter
+    metrics: object
+    charts: dict[str, bytes]
+    summary: str
+    html: str
+    csv: bytes
+
+    @property
+    def is_empty(self) -> bool:
+        return bool(self.metrics.is_empty)
+
+
+def report_quarter(logical_day: date, requested: str | None = None) -> Quarter:
+    """The quarter asked for (``"2026-Q3"``), else the quarter that ended before the logical date."""
+    return Quarter.parse(requested) if requested else quarter_to_report(logical_day)
+
+
+def is_first_business_day_of_quarter(day: date, calendar) -> bool:
+    """True on the quarter's first business day per the playbook calendar (the report's run day)."""
+    start = Quarter.containing(day).start
+    return day == calendar.add_business_days(start, 0)
+
+
+def load_report_data(ledger) -> ReportData:
+    """Every ledger table the report reads (all history: the report compares five quarters)."""
+    frames = ledger.frames()
+    return ReportData.from_frames({name: frames.get(name) for name in SCHEMA})
+
+
+def build_report(ledger, calendar, quarter: Quarter) -> QuarterlyReport:
+    metrics = compute_metrics(load_report_data(ledger), quarter, calendar.business_days_between)
+    charts = render_charts(metrics)
+    summary = what_changed(metrics)
+    html = render_standalone_html(metrics, charts, summary)
+    return QuarterlyReport(quarter, metrics, charts, summary, html, render_csv(metrics))
+
+
+def archive(report: QuarterlyReport, folder: Path) -> Path:
+    """Write the standalone HTML and the CSV; the same quarter overwrites the same files (idempotent)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    html_path = folder / f"quarterly_report_{report.quarter.label}.html"
+    html_path.write_text(report.html, encoding="utf-8")
+    (folder / f"quarterly_report_{report.quarter.label}.csv").write_bytes(report.csv)
+    return html_path
+
+
+def run_quarterly_report(
+    ledger,
+    playbook,
+    calendar,
+    logical_day: date,
+    *,
+    send: Callable[[EmailMessage], None],
+    sender: str,
+    archive_dir: Path,
+    requested_quarter: str | None = None,
+    run_id: str = "",
+    dry_run: bool = False,
+) -> dict:
+    """Build the quarter's report, archive it, email it to leadership once per quarter."""
+    from closed_loop.pipeline.outbox import send_once
+
+    quarter = report_quarter(logical_day, requested_quarter)
+    report = build_report(ledger, calendar, quarter)
+    recipients = list(playbook.people.leadership_emails)
+    result = {"quarter": quarter.label, "empty": report.is_empty, "recipients": len(recipients)}
+    if dry_run:
+        log.info("dry run: report %s built (%d charts), would email %d recipients", quarter.label,
+                 len(report.charts), len(recipients))
+        return {**result, "emailed": False, "archived": None}
+    path = archive(report, archive_dir)
+    message = build_message(report.metrics, sender=sender, recipients=recipients, charts=report.charts,
+                            summary=report.summary)
+    emailed = send_once(ledger, send, f"report:{quarter.label}", message, kind="quarterly_report",
+                        run_id=run_id, dry_run=False)
+    log.info("report %s archived, emailed=%s", quarter.label, emailed)
+    return {**result, "emailed": bool(emailed), "archived": str(path)}
