@@ -26,7 +26,7 @@ from closed_loop.devtools.stack import LocalStack  # noqa: E402
 
 OUT = REPO / "demo-output"
 HOME = REPO / ".airflow-demo"
-RETURNED = re.compile(r"Returned value was: (\{.*?\})\s")
+RETURNED = re.compile(r"closed-loop result: (\{.*?\})\s")
 
 
 def ticks(start: date, end: date, step_days: int) -> list[date]:
@@ -44,15 +44,23 @@ def run(cli, dag_id: str, day: date, conf: dict | None = None) -> dict:
     returned = {}
     for match in RETURNED.finditer(result.output):
         try:
-            returned.update({k: v for k, v in json.loads(match.group(1).replace("'", '"')).items()
-                             if isinstance(v, int | float) and not isinstance(v, bool)})
+            returned.update(
+                {
+                    k: v
+                    for k, v in json.loads(match.group(1)).items()
+                    if isinstance(v, int | float) and not isinstance(v, bool)
+                }
+            )
         except ValueError:
             continue
     skipped = "state=skipped" in result.output or "AirflowSkipException" in result.output
     state = "success" if result.ok else "FAILED"
     figures = " ".join(f"{k}={v}" for k, v in sorted(returned.items()) if v)[:90]
-    print(f"  {day}  {dag_id:<17} {state:<8} {seconds:5.1f}s  {'(skipped: not its day) ' if skipped else ''}"
-          f"{figures}", flush=True)
+    print(
+        f"  {day}  {dag_id:<17} {state:<8} {seconds:5.1f}s  {'(skipped: not its day) ' if skipped else ''}"
+        f"{figures}",
+        flush=True,
+    )
     if not result.ok:
         (OUT / "logs").mkdir(exist_ok=True)
         log = OUT / "logs" / f"{dag_id}-{day}.log"
@@ -94,7 +102,9 @@ def summarise(stack, rerun_effects: dict, runs: list[dict], started: float) -> d
     quarantine = ledger.read_frame("quarantine")
     invites = sends[sends["kind"] == "invite"] if len(sends) else sends
     main = responses[~responses["is_recovery"].fillna(False).astype(bool)] if len(responses) else responses
-    negative_ids = set(main[main["negative"].fillna(False).astype(bool)]["response_id"]) if len(main) else set()
+    negative_ids = (
+        set(main[main["negative"].fillna(False).astype(bool)]["response_id"]) if len(main) else set()
+    )
     neg_triggers = triggers[triggers["response_id"].isin(negative_ids)] if len(triggers) else triggers
     created_cases = cases[cases["sf_case_id"].notna()] if len(cases) else cases
     created_steps = steps[steps["sf_task_id"].notna()] if len(steps) else steps
@@ -102,11 +112,13 @@ def summarise(stack, rerun_effects: dict, runs: list[dict], started: float) -> d
         "surveys_sent": int((invites["status"] == "sent").sum()) if len(invites) else 0,
         "reminders_sent": int(invites["reminder_sent_at"].notna().sum()) if len(invites) else 0,
         "recovery_pulses_sent": int(((sends["kind"] == "recovery") & (sends["status"] == "sent")).sum())
-        if len(sends) else 0,
+        if len(sends)
+        else 0,
         "responses_ingested": int(len(responses)),
         "negative_responses": len(negative_ids),
         "negatives_by_trigger": dict(Counter(neg_triggers.drop_duplicates(["response_id", "kind"])["kind"]))
-        if len(neg_triggers) else {},
+        if len(neg_triggers)
+        else {},
         "cases_created": int(len(created_cases)),
         "cases_by_lp_role": dict(Counter(created_cases["lp_role"])) if len(created_cases) else {},
         "tasks_created": int(len(created_steps)),
@@ -162,14 +174,17 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(OUT, ignore_errors=True)
     shutil.rmtree(HOME, ignore_errors=True)
     OUT.mkdir(parents=True)
-    print(f"closed-loop demo: {args.start} -> {args.report_date}, every {args.step_days} days, seed {args.seed}")
+    print(
+        f"closed-loop demo: {args.start} -> {args.report_date}, every {args.step_days} days, seed {args.seed}"
+    )
     clock = f"{args.start.isoformat()}T06:00:00Z"
     with LocalStack(OUT / "state", seed=args.seed, outbox=OUT / "outbox", start_clock=clock) as stack:
         cli = stack.airflow(HOME, CLOSED_LOOP_REPORT_DIR=str(OUT / "reports"))
-        (OUT / "connections.env").write_text(
-            "".join(f"export {k}='{v}'\n" for k, v in cli.extra_env.items()))
-        print(f"sandbox {stack.sandbox.sf_instance_url}  smtp 127.0.0.1:{stack.smtp.port}  "
-              f"AIRFLOW_HOME={HOME.relative_to(REPO)}\n")
+        (OUT / "connections.env").write_text("".join(f"export {k}='{v}'\n" for k, v in cli.extra_env.items()))
+        print(
+            f"sandbox {stack.sandbox.sf_instance_url}  smtp 127.0.0.1:{stack.smtp.port}  "
+            f"AIRFLOW_HOME={HOME.relative_to(REPO)}\n"
+        )
         runs = []
         days = ticks(args.start, args.end, args.step_days)
         for day in days:

@@ -24,7 +24,12 @@ SENDER = "closed-loop@northwind.example"
 
 class LocalStack:
     def __init__(
-        self, workdir: Path | str, seed: int = 7, ledger_url: str | None = None, **sandbox_opts: Any
+        self,
+        workdir: Path | str,
+        seed: int = 7,
+        ledger_url: str | None = None,
+        outbox: Path | str | None = None,
+        **sandbox_opts: Any,
     ):
         self.workdir = Path(workdir)
         self.seed = seed

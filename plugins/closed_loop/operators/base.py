@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from datetime import date
 from typing import Any
 
 from airflow.sdk import BaseOperator
+
+log = logging.getLogger(__name__)
 
 
 def as_bool(value: Any) -> bool:
@@ -13,6 +17,12 @@ def as_bool(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in {"1", "true", "yes", "on"}
     return bool(value)
+
+
+def log_result(context: Any, result: Any = None) -> None:
+    """Post-execute hook: the task's small JSON result on one line (counts only; the demo reads it)."""
+    if isinstance(result, dict):
+        log.info("closed-loop result: %s", json.dumps(result, default=str, sort_keys=True))
 
 
 class ClosedLoopBaseOperator(BaseOperator):
@@ -33,6 +43,7 @@ class ClosedLoopBaseOperator(BaseOperator):
         dry_run: bool | str = "{{ params.dry_run }}",
         **kwargs: Any,
     ) -> None:
+        kwargs.setdefault("post_execute", log_result)
         super().__init__(**kwargs)
         self.ledger_conn_id = ledger_conn_id
         self.playbook_path = playbook_path

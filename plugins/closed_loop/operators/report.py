@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ class QuarterlyReportOperator(ClosedLoopBaseOperator):
         self.smtp_conn_id = smtp_conn_id
 
     def execute(self, context: Any) -> dict:
-        from airflow.exceptions import AirflowSkipException
+        from airflow.sdk.exceptions import AirflowSkipException
 
         from closed_loop.domain.calendar import BusinessCalendar
         from closed_loop.hooks.mail import ClosedLoopSmtpHook
@@ -57,19 +58,21 @@ class QuarterlyReportOperator(ClosedLoopBaseOperator):
         if not requested and not is_first_business_day_of_quarter(day, calendar):
             raise AirflowSkipException(f"{day} is not the quarter's first business day")
         ledger = self.open_ledger()
-        smtp = ClosedLoopSmtpHook(smtp_conn_id=self.smtp_conn_id)
+        run = partial(
+            run_quarterly_report,
+            ledger,
+            playbook,
+            calendar,
+            day,
+            archive_dir=Path(self.archive_dir or default_archive_dir()),
+            requested_quarter=requested,
+            run_id=context.get("run_id", ""),
+            dry_run=self.is_dry_run,
+        )
         try:
-            return run_quarterly_report(
-                ledger,
-                playbook,
-                calendar,
-                day,
-                send=smtp.send_message,
-                sender=smtp.sender,
-                archive_dir=Path(self.archive_dir or default_archive_dir()),
-                requested_quarter=requested,
-                run_id=context.get("run_id", ""),
-                dry_run=self.is_dry_run,
-            )
+            if self.is_dry_run:
+                return run(mailer=None, sender="dry-run")
+            with ClosedLoopSmtpHook(smtp_conn_id=self.smtp_conn_id) as smtp:
+                return run(mailer=smtp, sender=smtp.from_email or playbook.company.support_email)
         finally:
             ledger.dispose()

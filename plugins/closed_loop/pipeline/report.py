@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
-from email.message import EmailMessage
 from pathlib import Path
 
 from closed_loop.reporting import (
@@ -79,14 +77,16 @@ def run_quarterly_report(
     calendar,
     logical_day: date,
     *,
-    send: Callable[[EmailMessage], None],
+    mailer,
     sender: str,
     archive_dir: Path,
     requested_quarter: str | None = None,
     run_id: str = "",
     dry_run: bool = False,
 ) -> dict:
-    """Build the quarter's report, archive it, email it to leadership once per quarter."""
+    """Build the quarter's report, archive it, email it to leadership once per quarter.
+
+    ``mailer`` has ``send_message(EmailMessage)`` (ClosedLoopSmtpHook); unused in a dry run."""
     from closed_loop.pipeline.outbox import send_once
 
     quarter = report_quarter(logical_day, requested_quarter)
@@ -94,13 +94,27 @@ def run_quarterly_report(
     recipients = list(playbook.people.leadership_emails)
     result = {"quarter": quarter.label, "empty": report.is_empty, "recipients": len(recipients)}
     if dry_run:
-        log.info("dry run: report %s built (%d charts), would email %d recipients", quarter.label,
-                 len(report.charts), len(recipients))
-        return {**result, "emailed": False, "archived": None}
+        log.info(
+            "dry run: report %s built (%d charts), would email %d recipients",
+            quarter.label,
+            len(report.charts),
+            len(recipients),
+        )
+        return {**result, "email": "planned", "archived": None}
     path = archive(report, archive_dir)
-    message = build_message(report.metrics, sender=sender, recipients=recipients, charts=report.charts,
-                            summary=report.summary)
-    emailed = send_once(ledger, send, f"report:{quarter.label}", message, kind="quarterly_report",
-                        run_id=run_id, dry_run=False)
-    log.info("report %s archived, emailed=%s", quarter.label, emailed)
-    return {**result, "emailed": bool(emailed), "archived": str(path)}
+    message = build_message(
+        report.metrics, sender=sender, recipients=recipients, charts=report.charts, summary=report.summary
+    )
+    outcome = send_once(
+        ledger,
+        mailer,
+        f"report:{quarter.label}",
+        message,
+        kind="quarterly_report",
+        run_id=run_id,
+        dry_run=False,
+    )
+    log.info("report %s archived, email %s", quarter.label, outcome)
+    if outcome == "failed":
+        raise RuntimeError(f"the SMTP server did not accept the {quarter.label} report; the retry resends it")
+    return {**result, "email": outcome, "archived": str(path)}
