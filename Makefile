@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: setup demo test lint format bench airflow services tools clean
+.PHONY: setup demo test lint format bench audit airflow services tools clean
 
 $(STAMP): requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ demo: setup
 
 bench: setup
 	$(BIN)/python bench/run.py
+
+audit:  ## dependency audit of the pinned requirements (pip-audit, in its own venv)
+	@test -x .audit-venv/bin/pip-audit || ($(PYTHON) -m venv .audit-venv && .audit-venv/bin/pip install -q pip-audit)
+	.audit-venv/bin/pip-audit -r requirements.txt
 
 airflow: setup  ## the Airflow UI on the demo's state
 	bash scripts/airflow-ui.sh

@@ -27,6 +27,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sf-daily-limit", type=int, default=None)
     parser.add_argument("--sm-minute-limit", type=int, default=None)
     parser.add_argument("--sm-day-limit", type=int, default=None)
+    parser.add_argument(
+        "--save-interval",
+        type=float,
+        default=0,
+        help="seconds between state saves (default 0: after every write; large states use e.g. 30)",
+    )
     return parser.parse_args(argv)
 
 
@@ -70,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     state.data["config"].update(overrides)
     state.save()
     ca_file, server_pem = _certificates(path)
-    server = SandboxServer(args.host, args.port, state, str(server_pem))
+    server = SandboxServer(args.host, args.port, state, str(server_pem), args.save_interval)
     port = server.server_address[1]
     base = f"https://{args.host}:{port}"
     print(

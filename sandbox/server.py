@@ -144,7 +144,7 @@ class Handler(BaseHTTPRequestHandler):
             reply = route(state, req, self.client_address[0])
             if self.command != "GET" or split.path.startswith("/services") or split.path.startswith("/v3"):
                 state.dirty = True
-            if self.command != "GET":
+            if self.command != "GET" and not self.server.save_interval:
                 state.save()
                 state.dirty = False
         payload = reply.payload()
@@ -164,17 +164,21 @@ class Handler(BaseHTTPRequestHandler):
 class SandboxServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, host: str, port: int, state: SandboxState, cert_file: str) -> None:
+    def __init__(
+        self, host: str, port: int, state: SandboxState, cert_file: str, save_interval: float = 0
+    ) -> None:
         super().__init__((host, port), Handler)
         self.state = state
+        self.save_interval = save_interval  # 0: save after every write; else at most every N s (big states)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(cert_file)
         self.socket = context.wrap_socket(self.socket, server_side=True)
         self._last_save = time.monotonic()
 
     def service_actions(self) -> None:
-        """Flush counters changed by GET requests at most once a second."""
-        if self.state.dirty and time.monotonic() - self._last_save > 1:
+        """Flush changes not saved yet (GET counters; writes with a save interval) at most once a second,
+        or once per save interval."""
+        if self.state.dirty and time.monotonic() - self._last_save > max(1.0, self.save_interval):
             with self.state.lock:
                 self.state.save()
                 self.state.dirty = False

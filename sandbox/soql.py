@@ -531,9 +531,26 @@ def _eq(value: Any, literal: Any, spec: Field) -> bool:
     return left == right
 
 
+def _id_in(node: Any) -> set[str] | None:
+    """The 18-character ids of a top-level ``Id IN (...)`` condition (or one ANDed at the top), else None."""
+    if node is None:
+        return None
+    if node[0] == "AND":
+        found = [ids for n in node[1] if (ids := _id_in(n)) is not None]
+        return found[0] if found else None
+    op, path, literal = node if len(node) == 3 else (None, None, None)
+    if op == "IN" and path is not None and not path.hops and path.names[-1] == "Id":
+        if all(isinstance(v, str) and len(v) == 18 for v in literal):
+            return set(literal)
+    return None
+
+
 def execute(query: Query, store: dict, today: date, include_deleted: bool) -> list[dict]:
     """Return the matching records (raw stored dicts), filtered, ordered, offset and limited."""
     rows = [r for r in store.get(query.sobject, {}).values() if include_deleted or not r.get("IsDeleted")]
+    ids = _id_in(query.where)
+    if ids is not None:  # `Id IN (...)` (alone or ANDed): a set pre-filter instead of O(rows x values)
+        rows = [r for r in rows if r["Id"] in ids]
     if query.where is not None:
         rows = [r for r in rows if matches(query.where, store, query.sobject, r, today)]
     for path, desc, nulls_first in reversed(query.order):

@@ -56,6 +56,8 @@ class SandboxState:
         self.path = path
         self.lock = threading.RLock()
         self.cursors: dict[str, dict[str, Any]] = {}  # SOQL paging cursors live in memory only
+        self.indexes: dict[tuple[str, str], dict[str, Any]] = {}  # records.find_by lookups, in memory only
+        self.cache: dict[str, Any] = {}  # derived views (e.g. sorted response lists), in memory only
         self.dirty = False  # GETs change counters: saved by the server's idle loop, not per request
 
     # clock -----------------------------------------------------------------

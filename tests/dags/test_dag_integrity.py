@@ -28,12 +28,13 @@ def test_every_expected_dag_is_defined(dagbag):
 
 @pytest.mark.parametrize("dag_id", sorted(EXPECTED_DAGS))
 def test_house_rules(dagbag, dag_id):
-    dag = dagbag.get_dag(dag_id)
+    dag = dagbag.dags.get(dag_id)
     assert dag is not None, dag_id
     assert dag.doc_md and len(dag.doc_md.strip()) > 40, "doc_md explains the DAG"
     assert dag.tags and "closed-loop" in dag.tags
     assert dag.catchup is False
-    assert dag.timetable is not None and dag.timetable.summary not in (None, "None"), "explicit schedule"
+    assert isinstance(dag.schedule, str) and dag.schedule.strip(), "an explicit cron schedule"
+    assert type(dag.timetable).__name__ == "CronTriggerTimetable"
     assert dag.max_active_runs == 1
     assert "dry_run" in dag.params, "every DAG honours a dry_run param"
     for task in dag.tasks:

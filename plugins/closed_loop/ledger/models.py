@@ -166,6 +166,7 @@ class Case(Base):
     account_name = mapped_column(String(255))
     sf_dissatisfied = mapped_column(Boolean, nullable=True)
     sf_closed = mapped_column(Boolean, nullable=True)
+    sf_documented = mapped_column(Boolean, nullable=True)
     # The CasePlan as written to Salesforce (case fields, step Task fields, step context), so a retry
     # sends exactly the same records without re-scoring (added by migration 0002).
     plan = mapped_column(JSON, nullable=True)

@@ -37,6 +37,7 @@ SURVEY_CACHE = "survey_dispatch.survey_id"
 BULK_CHUNK = 500  # contacts per recipients/bulk call
 SF_PAGE = 2000  # records per SOQL page
 NOT_RESPONDED = "not_responded"
+_NO_REMINDER = "survey_dispatch.no_reminder_needed."
 _SENT_LIKE = {"sent", "bounced", "opted_out"}
 _REJECTS = {"invalids": "invalid", "bounced": "bounced", "opted_out": "opted_out", "existing": "existing"}
 
@@ -384,8 +385,8 @@ def send_invites(sm, ledger, playbook, today: dt.date, *, run_id: str, dry_run: 
     if still_planned:
         from closed_loop.hooks.errors import SurveyMonkeyBudgetExhausted
 
-        survey_cached = bool(playbook.surveys.main.id or ledger.get_watermark(SURVEY_CACHE))
-        needed = (0 if survey_cached else 1) + 3 + math.ceil(len(still_planned) / BULK_CHUNK)
+        survey_id = survey_id_for(sm, ledger, playbook)  # first call: the rate headers are known after it
+        needed = 3 + math.ceil(len(still_planned) / BULK_CHUNK)  # collector, message, bulk adds, send
         try:
             sm.budget_guard(needed)
         except SurveyMonkeyBudgetExhausted as exc:
@@ -397,7 +398,9 @@ def send_invites(sm, ledger, playbook, today: dt.date, *, run_id: str, dry_run: 
             )
             out["carried_over"] = len(still_planned)
         else:
-            sent, rejected = _send_batch(sm, ledger, playbook, today, run_id, still_planned, contacts)
+            sent, rejected = _send_batch(
+                sm, ledger, survey_id, playbook, today, run_id, still_planned, contacts
+            )
             out["sent"] += sent
             out["rejected"] += rejected
     out["api_calls"] = sm.calls_made - start_calls
@@ -405,8 +408,7 @@ def send_invites(sm, ledger, playbook, today: dt.date, *, run_id: str, dry_run: 
     return out
 
 
-def _send_batch(sm, ledger, playbook, today, run_id, rows, contacts) -> tuple[int, int]:
-    survey_id = survey_id_for(sm, ledger, playbook)
+def _send_batch(sm, ledger, survey_id, playbook, today, run_id, rows, contacts) -> tuple[int, int]:
     registry = _registry(ledger, today)
     collector_id = registry.get("collector_id")
     if not collector_id:
@@ -568,6 +570,8 @@ def send_reminders(
     candidates = ledger.sends_needing_reminder(today, rules.reminder_delay_days)
     with ledger.session() as s:
         reminded = set(s.scalars(select(SurveySend.collector_id).where(SurveySend.reminder_key.is_not(None))))
+        checked = s.scalars(select(Watermark.name).where(Watermark.name.startswith(_NO_REMINDER)))
+        reminded |= {name.removeprefix(_NO_REMINDER) for name in checked}
     batches: dict[str, list[dict]] = defaultdict(list)
     for row in candidates:
         if row["collector_id"] and row["collector_id"] not in reminded:
@@ -591,7 +595,8 @@ def send_reminders(
         statuses = {r["id"]: r.get("survey_response_status") for r in listing}
         waiting = [r["send_key"] for r in rows if statuses.get(r["recipient_id"]) == NOT_RESPONDED]
         out["responded"] += len(rows) - len(waiting)
-        if not waiting:
+        if not waiting:  # everyone answered: remember, so this batch is not listed again
+            ledger.set_watermark(_NO_REMINDER + collector_id, today.isoformat())
             continue
         claimed = ledger.claim_reminders(waiting, reminder_key(collector_id))
         if not claimed:

@@ -45,8 +45,15 @@ def recipients(message: EmailMessage) -> list[str]:
     return [a.strip() for h in ("To", "Cc", "Bcc") for a in (message.get(h) or "").split(",") if a.strip()]
 
 
-def send_once(ledger, sender, email_key: str, message: EmailMessage, kind: str, run_id: str | None,
-              dry_run: bool = False) -> str:  # fmt: skip
+def send_once(
+    ledger,
+    sender,
+    email_key: str,
+    message: EmailMessage,
+    kind: str,
+    run_id: str | None,
+    dry_run: bool = False,
+) -> str:
     """Send ``message`` once per ``email_key``. Returns "sent", "already_sent", "unconfirmed" (an
     earlier intent never confirmed: not resent), "planned" (dry run) or "failed" (SMTP raised; the
     intent was cleared so a retry sends it)."""

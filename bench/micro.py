@@ -1,0 +1,96 @@
+"""CPU-side measurements: scoring throughput and DAG file parse time (each in fresh subprocesses)."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+ENV_PATH = f"{REPO / 'plugins'}:{REPO}"
+
+SCORING = r"""
+import json, random, sys, time
+sys.path[:0] = sys.argv[2].split(":")
+sys.path.insert(0, sys.argv[3])
+import survey_builders as sb
+from closed_loop.domain.scoring import score_responses, score_responses_naive
+from closed_loop.playbook import load_playbook
+
+n = int(sys.argv[1])
+pb, details, rng = load_playbook(), sb.survey_details(), random.Random(7)
+def one(i):
+    a = dict(sb.HAPPY)
+    if rng.random() < 0.1:
+        a[sb.RECOMMEND] = str(rng.randint(0, 6))
+        a[sb.RESOLVED] = rng.choice(["No", "Partially"])
+    if rng.random() < 0.05:
+        a[sb.COMMENT] = "We are considering cancelling our subscription."
+    return sb.response(details, str(10**9 + i), a)
+responses = [one(i) for i in range(n)]
+out = {"responses": n}
+for name, fn in (("vectorised", score_responses), ("naive", score_responses_naive)):
+    t0 = time.perf_counter(); result = fn(details, responses, pb); s = time.perf_counter() - t0
+    out[name] = {"seconds": round(s, 3), "per_second": round(n / s), "negatives": len(result.negatives())}
+print(json.dumps(out))
+"""
+
+PARSE = r"""
+import json, sys, time
+from airflow.dag_processing.dagbag import DagBag
+t0 = time.perf_counter()
+bag = DagBag(dag_folder=sys.argv[1])
+seconds = time.perf_counter() - t0
+print(json.dumps({"seconds": seconds, "dags": len(bag.dags), "errors": len(bag.import_errors)}))
+"""
+
+EMPTY_DAG = """from airflow.sdk import DAG
+
+with DAG(dag_id="bench_empty", schedule=None):
+    pass
+"""
+
+
+def scoring_throughput(n: int) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-c", SCORING, str(n), ENV_PATH, str(REPO / "tests" / "unit")],
+        capture_output=True, text=True, check=True, cwd=REPO,
+    )  # fmt: skip
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out["speedup"] = round(out["naive"]["seconds"] / out["vectorised"]["seconds"], 1)
+    return out
+
+
+def _parse_once(path: Path, env: dict) -> dict:
+    proc = subprocess.run([sys.executable, "-c", PARSE, str(path)], capture_output=True, text=True,
+                          check=True, env=env, cwd=REPO)  # fmt: skip
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def dag_parse_times(repeats: int, airflow_home: Path) -> dict:
+    """Median DagBag load time of each dags/*.py file and of an empty DAG file, each load in a fresh
+    process (Airflow itself is imported before the clock starts)."""
+    import os
+
+    env = {**os.environ, "AIRFLOW_HOME": str(airflow_home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+           "PYTHONPATH": ENV_PATH, "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins")}  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        empty = Path(tmp) / "bench_empty_dag.py"
+        empty.write_text(EMPTY_DAG)
+        files = {"(empty DAG)": empty} | {p.name: p for p in sorted((REPO / "dags").glob("*.py"))}
+        out = {}
+        for name, path in files.items():
+            runs = [_parse_once(path, env) for _ in range(repeats)]
+            out[name] = {
+                "median_s": round(statistics.median(r["seconds"] for r in runs), 4),
+                "runs_s": [round(r["seconds"], 4) for r in runs],
+                "dags": runs[0]["dags"],
+                "import_errors": runs[0]["errors"],
+            }
+    base = out["(empty DAG)"]["median_s"]
+    for row in out.values():
+        row["vs_empty"] = round(row["median_s"] / base, 2)
+    return out

@@ -1,0 +1,307 @@
+"""`make bench`: API calls vs the theoretical minimum, naive baselines, time/memory per pipeline step at three
+scales, scoring throughput, DAG parse time and the SurveyMonkey daily budget. Writes bench/results.json and
+docs/performance.md.
+
+    .venv/bin/python bench/run.py [--scales today,10x,100x] [--quick] [--out PATH] [--doc PATH]
+
+``--quick`` (the smoke test): smallest scale only, fewer records, one parse run, no budget demo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO / "plugins"), str(REPO)]
+
+from bench import micro, report  # noqa: E402
+from bench.world import Scale, build_world, seed_ledger  # noqa: E402
+
+SCALES = {
+    "today": Scale("today", accounts=60, responses=500),
+    "10x": Scale("10x", accounts=600, responses=5_000, naive_cap=1_000),
+    "100x": Scale("100x", accounts=10_000, responses=50_000, naive_cap=1_000),
+}
+QUICK = Scale("today-quick", accounts=60, responses=150)
+TODAY = date(2026, 7, 1)  # sandbox start day: go-lives 2-6 weeks back are due
+REMIND_ON = TODAY + timedelta(days=5)  # playbook reminder_delay_days
+STEPS = [  # (step, logical day, systems it calls)
+    ("sync", TODAY, ("sf",)),
+    ("invites", TODAY, ("sm",)),
+    ("reminders", REMIND_ON, ("sm", "sf")),
+    ("intake", REMIND_ON, ("sm",)),
+    ("open_cases", REMIND_ON, ("sf",)),
+    ("sweep_read_back", REMIND_ON, ("sf",)),
+]
+BULK_CHUNK, RECIPIENT_PAGE, RESPONSE_PAGE, COLLECTION, QUERY_PAGE, ID_IN_CHUNK = (
+    500,
+    1000,
+    100,
+    200,
+    2000,
+    300,
+)
+
+
+def _c(n: int, size: int) -> int:
+    return math.ceil(n / size) if n else 0
+
+
+def minimum(step: str, out: dict) -> dict:
+    """Theoretical minimum calls for what the step did: ``{system: (fixed lookups, variable)}``."""
+    if step == "sync":
+        return {"sf": (0, max(1, _c(out["accounts"], QUERY_PAGE)) + max(1, _c(out["contacts"], QUERY_PAGE)))}
+    if step == "invites":
+        n = out.get("sent", 0) + out.get("rejected", 0)
+        return {"sm": (1, (3 + _c(n, BULK_CHUNK)) if n else 0)}  # survey lookup; collector+message+send
+    if step == "reminders":
+        n, tasks = out.get("reminded", 0), out.get("lp_tasks", 0)
+        sm = (_c(n, RECIPIENT_PAGE) + 2) * out.get("batches", 0)
+        return {"sm": (0, sm), "sf": (1 if tasks else 0, _c(tasks, COLLECTION))}
+    if step == "intake":
+        n = out.get("fetched", 0)
+        return {"sm": (1 + (1 if n else 0), max(1, _c(n, RESPONSE_PAGE)))}  # title lookup + details
+    if step == "open_cases":
+        cases = out.get("cases_created", 0) + out.get("cases_updated", 0)
+        tasks = out.get("tasks_created", 0) + out.get("tasks_updated", 0) + out.get("alerts_sent", 0)
+        return {"sf": (1 if cases or tasks else 0, _c(cases, COLLECTION) + _c(tasks, COLLECTION))}
+    if step == "sweep_read_back":  # one Case query + one Task query, paged
+        return {
+            "sf": (
+                0,
+                max(1, _c(out.get("cases_read", 0), QUERY_PAGE)) + _c(out.get("tasks_read", 0), QUERY_PAGE),
+            )
+        }
+    return {}
+
+
+class Bench:
+    def __init__(self, workdir: Path, stack, env: dict):
+        self.workdir, self.stack, self.env = workdir, stack, env
+
+    def admin(self, method: str, path: str, body=None):
+        return self.stack.sandbox.admin(method, path, body)
+
+    def step(self, step: str, day: date, **extra) -> dict:
+        """Run one step in a fresh process with reset sandbox counters; returns its figures."""
+        self.admin("POST", "counters/reset")
+        cfg = {
+            "step": step,
+            "today": day.isoformat(),
+            "ledger_url": str(self.stack.ledger.engine.url),
+            **extra,
+        }
+        t0 = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, str(REPO / "bench" / "steps.py"), json.dumps(cfg)],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            cwd=REPO,
+        )
+        if proc.returncode:
+            raise RuntimeError(f"step {step} failed:\n{proc.stderr[-3000:]}")
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        result["process_seconds"] = round(time.perf_counter() - t0, 2)
+        counters = self.admin("GET", "counters")
+        result["calls"] = {
+            s: {"total": counters[s]["total"], "endpoints": counters[s]["endpoints"]} for s in ("sf", "sm")
+        }
+        return result
+
+
+def _ratio(measured: int, fixed: int, variable: int) -> dict:
+    total = fixed + variable
+    return {
+        "measured": measured,
+        "fixed_min": fixed,
+        "variable_min": variable,
+        "min": total,
+        "ratio": round(measured / total, 2) if total else None,
+        "ratio_variable": round((measured - fixed) / variable, 2) if variable else None,
+    }
+
+
+def run_scale(scale: Scale, root: Path, quick: bool) -> dict:
+    from closed_loop.devtools.stack import LocalStack
+
+    workdir = root / scale.name
+    workdir.mkdir(parents=True)
+    t0 = time.perf_counter()
+    world = build_world(workdir, scale)
+    build_s = time.perf_counter() - t0
+    opts = {
+        "accounts": scale.accounts,
+        "save_interval": 60,
+        "sm_minute_limit": 10**9,
+        "sm_day_limit": 10**9,
+        "sf_daily_limit": 10**9,
+    }
+    with LocalStack(workdir, seed=7, **opts) as stack:
+        t1 = time.perf_counter()
+        seed_ledger(stack.ledger, world)
+        env = {
+            **os.environ,
+            **stack.conn_env,
+            "PYTHONPATH": f"{REPO / 'plugins'}:{REPO}",
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW_HOME": str(workdir / "airflow"),
+        }
+        bench = Bench(workdir, stack, env)
+        out = {
+            "scale": scale.__dict__,
+            "world": {k: world[k] for k in ("batches", "responses", "state_mb")},
+            "setup_seconds": round(build_s + time.perf_counter() - t1, 1),
+            "steps": {},
+        }
+        out["steps"]["baseline"] = bench.step("baseline", TODAY)
+        for step, day, systems in STEPS:
+            if day > TODAY and bench.admin("GET", "clock")["now"] < f"{day}T14:00:00Z":
+                bench.admin("POST", "clock", {"now": f"{day}T14:00:00Z"})  # respondents answer meanwhile
+            result = bench.step(step, day)
+            mins = minimum(step, result["out"])
+            result["vs_min"] = {s: _ratio(result["calls"][s]["total"], *mins.get(s, (0, 0))) for s in systems}
+            out["steps"][step] = result
+            print(
+                f"  [{scale.name}] {step}: {result['seconds']} s, calls "
+                f"{ {s: r['measured'] for s, r in result['vs_min'].items()} }, "
+                f"min { {s: r['min'] for s, r in result['vs_min'].items()} }",
+                flush=True,
+            )
+        fetched = out["steps"]["intake"]["out"].get("fetched", 0)
+        tasks = out["steps"]["open_cases"]["out"].get("tasks_created", 0)
+        cap = scale.naive_cap or max(fetched, tasks)
+        out["naive"] = {
+            "sm_responses": bench.step("naive_sm", REMIND_ON, n=min(fetched, cap)),
+            "sf_tasks": bench.step("naive_sf", REMIND_ON, n=min(tasks, cap)),
+            "full_volume": {"responses": fetched, "tasks": tasks},
+        }
+    return out
+
+
+def budget_demo(root: Path) -> dict:
+    """SurveyMonkey's 500/day private-app budget, shrunk: intake eats most of a small day budget, then
+    survey_dispatch runs out; the next sandbox day the same logical date is rerun."""
+    from closed_loop.devtools.stack import LocalStack
+
+    scale = Scale("budget-demo", accounts=60, responses=500)
+    workdir = root / scale.name
+    workdir.mkdir(parents=True)
+    world = build_world(workdir, scale)
+    limit = 12
+    opts = {"accounts": 60, "save_interval": 0, "sm_day_limit": limit, "sm_minute_limit": 10**9}
+    with LocalStack(workdir, seed=7, **opts) as stack:
+        seed_ledger(stack.ledger, world)
+        conn = json.loads(stack.conn_env["AIRFLOW_CONN_SURVEYMONKEY_DEFAULT"])
+        conn["extra"]["daily_reserve"] = 2
+        env = {
+            **os.environ,
+            **stack.conn_env,
+            "AIRFLOW_CONN_SURVEYMONKEY_DEFAULT": json.dumps(conn),
+            "PYTHONPATH": f"{REPO / 'plugins'}:{REPO}",
+            "AIRFLOW_HOME": str(workdir / "airflow"),
+        }
+        bench = Bench(workdir, stack, env)
+        runs = []
+
+        def record(label: str, step: str) -> None:
+            result = bench.step(step, TODAY)
+            runs.append(
+                {"label": label, "step": step, "out": result["out"], "sm_calls": result["calls"]["sm"]}
+            )
+
+        record("day 1: sync", "sync")
+        record("day 1: intake (5 pages + lookups)", "intake")
+        record("day 1: invites", "invites")
+        bench.admin("POST", "clock", {"advance_days": 1})
+        record("day 2: invites rerun for the same logical date", "invites")
+        record("day 2: intake rerun", "intake")
+        messages = [
+            m for m in bench.admin("GET", "messages") if m["type"] == "invite" and m["status"] == "sent"
+        ]
+        emails = [
+            r["email"] for m in messages if "bench" not in m.get("subject", "") for r in m["recipients"]
+        ]
+    return {
+        "sm_day_limit": limit,
+        "daily_reserve": 2,
+        "runs": runs,
+        "invites_sent_total": len(emails),
+        "duplicate_invites": len(emails) - len(set(emails)),
+    }
+
+
+def environment() -> dict:
+    import importlib.metadata as md
+
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "airflow": md.version("apache-airflow"),
+        "pandas": md.version("pandas"),
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--scales", default="today,10x,100x")
+    parser.add_argument("--quick", action="store_true", help="smoke mode: smallest scale, reduced volume")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results.json")
+    parser.add_argument("--doc", type=Path, default=REPO / "docs" / "performance.md")
+    parser.add_argument("--render", type=Path, help="only rewrite --doc from this results JSON")
+    args = parser.parse_args(argv)
+    if args.render:
+        results = json.loads(args.render.read_text())
+        for scale in results["scales"].values():
+            for step, r in scale["steps"].items():
+                mins = minimum(step, r["out"])
+                r["vs_min"] = {
+                    s: _ratio(v["measured"], *mins.get(s, (0, 0))) for s, v in r.get("vs_min", {}).items()
+                }
+        results["findings"] = report.findings(results)
+        args.render.write_text(json.dumps(results, indent=2, default=str) + "\n")
+        args.doc.write_text(report.markdown(results))
+        return 0
+    started = time.perf_counter()
+    results: dict = {"environment": environment(), "quick": args.quick, "scales": {}}
+    with tempfile.TemporaryDirectory(prefix="closed-loop-bench-") as tmp:
+        root = Path(tmp)
+        scales = [QUICK] if args.quick else [SCALES[s] for s in args.scales.split(",")]
+        for scale in scales:
+            print(f"scale {scale.name}: {scale.accounts} accounts, {scale.responses} responses", flush=True)
+            results["scales"][scale.name] = run_scale(scale, root, args.quick)
+        print("scoring throughput", flush=True)
+        results["scoring"] = micro.scoring_throughput(5_000 if args.quick else 100_000)
+        print("DAG parse time", flush=True)
+        results["dag_parse"] = micro.dag_parse_times(1 if args.quick else 3, root / "airflow-parse")
+        if not args.quick:
+            print("SurveyMonkey budget demo", flush=True)
+            results["sm_budget"] = budget_demo(root)
+    results["sm_budget_projection"] = report.budget_projection(results)
+    results["findings"] = report.findings(results)
+    results["runtime_seconds"] = round(time.perf_counter() - started, 1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    if args.doc:
+        args.doc.parent.mkdir(parents=True, exist_ok=True)
+        args.doc.write_text(report.markdown(results))
+    print(f"wrote {args.out} and {args.doc} in {results['runtime_seconds']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

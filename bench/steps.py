@@ -1,0 +1,143 @@
+"""One pipeline step in a fresh process: ``python bench/steps.py '<json>'`` prints one JSON line.
+
+The JSON names the step, the run's logical date (``today``), the ledger URL and the playbook; the sandbox
+connections come from the AIRFLOW_CONN_* variables in the environment. The line carries the step's own
+output (counts), the hooks' call counters, wall time and the process's peak RSS.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import resource
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO / "plugins"), str(REPO)]
+
+
+def _peak_rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def _context(cfg: dict):
+    from closed_loop.domain.calendar import BusinessCalendar
+    from closed_loop.hooks import ClosedLoopSalesforceHook, SurveyMonkeyHook
+    from closed_loop.ledger import Ledger
+    from closed_loop.playbook import load_playbook
+
+    playbook = load_playbook(cfg.get("playbook")) if cfg.get("playbook") else load_playbook()
+    return (ClosedLoopSalesforceHook(), SurveyMonkeyHook(), Ledger.from_url(cfg["ledger_url"]), playbook,
+            BusinessCalendar.from_playbook(playbook))  # fmt: skip
+
+
+def _jsonable(value):
+    if hasattr(value, "as_xcom"):
+        return value.as_xcom()
+    return json.loads(json.dumps(value, default=str))
+
+
+def _naive_sm(sm, ledger, playbook, n: int) -> dict:
+    """The same n responses fetched one per call (per_page=1 paging: the sandbox, like SurveyMonkey's
+    bulk listing, has no cheaper single-response read) and 100 per call."""
+    from closed_loop.pipeline.intake import resolve_survey_id
+
+    survey_id = resolve_survey_id(sm, ledger, playbook.surveys.main)
+    out = {}
+    for mode, per_page in (("bulk", 100), ("naive", 1)):
+        before, t0 = sm.calls_made, time.perf_counter()
+        got = sum(1 for _ in itertools.islice(sm.iter_responses(survey_id=survey_id, per_page=per_page), n))
+        out[mode] = {"records": got, "calls": sm.calls_made - before, "seconds": time.perf_counter() - t0}
+    return out
+
+
+def _naive_sf(sf, n: int) -> dict:
+    """The same n Tasks (copies of the pipeline's) written with one simple-salesforce ``Task.create``
+    each, and with sObject Collections upserts (200 per call)."""
+    fields = "Subject, Description, Status, Priority, ActivityDate, OwnerId, WhatId, WhoId"
+    fields += ", Closed_Loop_Key__c"
+    soql = f"SELECT {fields} FROM Task WHERE Closed_Loop_Key__c != null ORDER BY CreatedDate LIMIT {n}"
+    rows = [{k: v for k, v in r.items() if v is not None} for r in sf.query(soql)]
+    out = {}
+    before, t0 = sf.calls_made, time.perf_counter()
+    bulk = [{**r, "Closed_Loop_Key__c": f"bulk:{r['Closed_Loop_Key__c']}"[:255]} for r in rows]
+    ok = sum(r["success"] for r in sf.upsert_records("Task", "Closed_Loop_Key__c", bulk))
+    out["bulk"] = {"records": ok, "calls": sf.calls_made - before, "seconds": time.perf_counter() - t0}
+    conn = sf.get_conn()
+    before, t0 = sf.calls_made, time.perf_counter()
+    for r in rows:
+        conn.Task.create({**r, "Closed_Loop_Key__c": f"naive:{r['Closed_Loop_Key__c']}"[:255]})
+    seconds = time.perf_counter() - t0
+    out["naive"] = {"records": len(rows), "calls": sf.calls_made - before, "seconds": seconds}
+    return out
+
+
+def run(cfg: dict) -> dict:
+    t0 = time.perf_counter()
+    sf, sm, ledger, playbook, cal = _context(cfg)
+    today = date.fromisoformat(cfg["today"])
+    run_id = f"bench-{cfg['step']}-{today}"
+    step = cfg["step"]
+    t1 = time.perf_counter()
+    try:
+        out = _step(cfg, step, sf, sm, ledger, playbook, cal, today, run_id)
+    except Exception as exc:  # reported, not raised: the budget demo expects failures
+        out = {"error": type(exc).__name__, "message": str(exc)[:300]}
+    done = time.perf_counter()
+    ledger.dispose()
+    return {
+        "step": step,
+        "out": _jsonable(out),
+        "hook_calls": {"salesforce": sf.calls_made, "surveymonkey": sm.calls_made},
+        "seconds": round(done - t1, 3),
+        "setup_seconds": round(t1 - t0, 3),
+        "peak_rss_mb": _peak_rss_mb(),
+        "pid": os.getpid(),
+    }
+
+
+def _step(cfg, step, sf, sm, ledger, playbook, cal, today, run_id):  # noqa: C901 - a flat dispatch table
+    if step == "baseline":  # imports, hooks, ledger: what every step pays before working
+        from closed_loop.domain import scoring  # noqa: F401
+        from closed_loop.pipeline import dispatch, intake, sweep  # noqa: F401
+
+        out = {}
+    elif step == "sync":
+        from closed_loop.pipeline import dispatch
+
+        out = dispatch.sync_go_lives(sf, ledger, playbook, today)
+    elif step == "invites":
+        from closed_loop.pipeline import dispatch
+
+        out = dispatch.send_invites(sm, ledger, playbook, today, run_id=run_id)
+    elif step == "reminders":
+        from closed_loop.pipeline import dispatch
+
+        out = dispatch.send_reminders(sm, sf, ledger, playbook, today, run_id=run_id, calendar=cal)
+    elif step == "intake":
+        from closed_loop.pipeline import intake
+
+        out = intake.ingest_responses(sm, ledger, playbook, cal, today)
+    elif step == "open_cases":
+        from closed_loop.pipeline import intake
+
+        out = intake.open_cases(sf, ledger, playbook, cal, today)
+    elif step == "sweep_read_back":
+        from closed_loop.pipeline import sweep
+
+        out = sweep.read_back(sf, ledger, playbook, cal, today)
+    elif step == "naive_sm":
+        out = _naive_sm(sm, ledger, playbook, cfg["n"])
+    elif step == "naive_sf":
+        out = _naive_sf(sf, cfg["n"])
+    else:
+        raise SystemExit(f"unknown step {step}")
+    return out
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(json.loads(sys.argv[1]))))

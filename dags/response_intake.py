@@ -1,0 +1,57 @@
+"""response_intake: completed survey -> scored -> a correctly owned Salesforce Case and SOP Tasks."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import DAG, Param
+
+from closed_loop.operators.intake import IngestResponsesOperator, OpenCasesOperator
+
+# The playbook's intake.schedule is the reference; it is not read here (no YAML at parse time) and
+# tests/integration/test_response_intake_dag.py keeps the two equal.
+SCHEDULE = "*/15 * * * *"
+
+DOC = """
+### response_intake (every 15 minutes, `playbook.intake.schedule`)
+
+1. **ingest_responses** (pool `surveymonkey_api`): new and changed completed responses of the main
+   survey since the ledger watermark minus `intake.watermark_overlap_minutes` (100 per page, one call
+   when nothing is new; the recovery pulse survey only while a pulse is outstanding). Joined to
+   account/contact through the ledger's survey sends, scored (every trigger recorded), stored raw +
+   flattened with the watermark in one ledger transaction. A Case and its SOP steps are planned for
+   every new negative response (owner by the routing rules, due dates in business days). Positives and
+   recovery pulses are recorded, never cased. Unknown respondents, unreadable answers, missing MRR/TSM
+   are quarantined with a reason and the batch goes on. Emits `closedloop://ledger/responses`
+   (through the alias `closed_loop_responses_ingested`) when it ingested something.
+2. **open_cases** (pool `salesforce_api`): one SOQL for the owners' User ids, Case upserts by
+   `Survey_Response_Id__c`, then Task upserts by `Closed_Loop_Key__c` (sObject Collections, 200 per
+   call), marked in the ledger; one Task to the data-quality owner per quarantined item (`dq:<key>`).
+   Per-record failures are quarantined and retried on the next run.
+
+**Idempotent and crash-safe**: natural keys and external-id upserts; a crash between Salesforce and the
+ledger makes the rerun update the same records. **Dry run**: trigger with `{"dry_run": true}` to log
+the plan (counts and keys) and write nothing.
+"""
+
+with DAG(
+    dag_id="response_intake",
+    description="Score new survey responses and open the follow-up Case and SOP Tasks in Salesforce",
+    doc_md=DOC,
+    schedule=SCHEDULE,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    dagrun_timeout=timedelta(minutes=14),
+    tags=["closed-loop", "surveys", "salesforce", "surveymonkey"],
+    params={"dry_run": Param(False, type="boolean", description="Log the plan, write nothing")},
+    default_args={
+        "owner": "customer-ops",
+        "retries": 2,
+        "retry_delay": timedelta(minutes=1),
+    },
+) as dag:
+    ingest = IngestResponsesOperator(task_id="ingest_responses", pool="surveymonkey_api")
+    cases = OpenCasesOperator(task_id="open_cases", pool="salesforce_api")
+    ingest >> cases

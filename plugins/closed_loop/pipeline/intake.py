@@ -1,0 +1,685 @@
+"""Response intake: SurveyMonkey responses -> scored in the ledger -> planned cases -> Salesforce.
+
+``ingest_responses`` pulls new and changed responses incrementally (ledger watermark minus an overlap),
+joins them to account/contact through the ledger's sends, scores them, records everything with the
+watermark in one ledger transaction and plans a Case (+ SOP step Tasks) for every new negative one.
+``open_cases`` writes the planned Cases and Tasks to Salesforce by external-id upserts, then marks
+them in the ledger, and sends the data-quality owner one Task per quarantined intake problem.
+
+Crash safety: a response is recorded before its case is planned, and negatives without a case are
+planned again on the next run from the raw JSON kept in the ledger; Salesforce writes are upserts, so
+a crash between Salesforce and the ledger only makes the rerun update the same records.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, exists, select
+
+from closed_loop.domain.plan import CasePlan, ContactFacts, StepContext, plan_case
+from closed_loop.domain.routing import AccountFacts, route
+from closed_loop.domain.scoring import Trigger
+from closed_loop.hooks.errors import SurveyMonkeyNotFound
+from closed_loop.ledger.models import Account, Case, CaseStep, Contact, Response, SurveySend
+from closed_loop.ledger.types import to_utc, utcnow
+from closed_loop.ledger.upsert import insert_if_absent
+from closed_loop.pipeline.salesforce_writes import resolve_user_ids, upsert_cases, upsert_tasks
+
+log = logging.getLogger(__name__)
+
+SOURCE = "intake"  # quarantine source of response problems (unknown respondent, bad answers, MRR/TSM)
+SF_SOURCE = "intake_salesforce"  # quarantine source of Salesforce write failures
+QUARANTINE_SOURCES = (SOURCE, SF_SOURCE)
+RECOVERY_PREFIX = "recovery:"
+RESPONSE_URL = "https://www.surveymonkey.com/analyze/browse/{survey_id}?respondent_id={response_id}"
+ANSWER_FIELDS = ["question_id", "heading", "row_id", "row_text", "choice_id", "choice_text"]
+ANSWER_FIELDS += ["other_text", "text", "topic"]
+TRIGGER_FIELDS = ["kind", "question_id", "heading", "row", "answer", "rule", "severity"]
+KEY_MAX = 255
+
+
+def recovery_send_key(case_key: str) -> str:
+    """The send_key of the recovery pulse following up ``case_key`` (how pulses find their case)."""
+    return f"{RECOVERY_PREFIX}{case_key}"
+
+
+def watermark_name(survey_id: str) -> str:
+    return f"intake:responses:{survey_id}"
+
+
+def _survey_cache_name(title: str) -> str:
+    return f"intake:survey_id:{title}"
+
+
+# --- results ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class IngestSummary:
+    dry_run: bool = False
+    fetched: int = 0
+    recovery: int = 0
+    recorded: int = 0
+    positives: int = 0
+    negatives: int = 0
+    replanned: int = 0  # negatives recorded by an earlier run that crashed before planning
+    unknown_respondents: int = 0
+    answer_problems: int = 0
+    quarantined: int = 0
+    cases_planned: int = 0
+    steps_planned: int = 0
+    case_keys: list[str] = field(default_factory=list)
+    sm_calls: int = 0
+
+    def as_xcom(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "case_keys"}
+
+
+@dataclass
+class OpenSummary:
+    dry_run: bool = False
+    cases_pending: int = 0
+    cases_created: int = 0
+    cases_updated: int = 0
+    tasks_created: int = 0
+    tasks_updated: int = 0
+    failures: int = 0
+    alerts_sent: int = 0
+    owner_fallbacks: int = 0
+    sf_calls: int = 0
+    case_keys: list[str] = field(default_factory=list)
+
+    def as_xcom(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "case_keys"}
+
+
+@dataclass
+class _Problem:
+    q_key: str
+    record_id: str | None
+    reason: str
+    payload: dict
+
+    def row(self, source: str = SOURCE) -> dict:
+        return {"q_key": self.q_key[:KEY_MAX], "source": source, "record_id": self.record_id,
+                "reason": self.reason, "payload": self.payload}  # fmt: skip
+
+
+# --- plan (de)serialisation ---------------------------------------------------------------------------
+
+
+def plan_to_json(plan: CasePlan, playbook) -> dict:
+    """The CasePlan as stored on ``cases.plan``: exactly what is written to Salesforce, plus the step
+    context (for steps planned later, e.g. the follow-up and escalations)."""
+    return {
+        "version": 1,
+        "case": plan.case_fields(playbook),
+        "owner_username": plan.owner_username,
+        "received_on": plan.received_on.isoformat(),
+        "steps": {
+            s.key: {
+                "step": s.step,
+                "owner_username": s.owner_username,
+                "owner_role": s.owner_role,
+                "due_date": s.due_date.isoformat(),
+                "fields": s.task_fields(playbook),
+            }
+            for s in plan.steps
+        },
+        "context": json.loads(json.dumps(dataclasses.asdict(plan.context), default=str)),
+    }
+
+
+def context_from_json(plan_json: Mapping) -> StepContext:
+    """Rebuild the StepContext kept in ``cases.plan`` (for plan_activated_steps / plan_escalation)."""
+    ctx = dict(plan_json["context"])
+    ctx["triggers"] = tuple(Trigger(**t) for t in ctx.get("triggers") or ())
+    ctx["comments"] = tuple(tuple(c) for c in ctx.get("comments") or ())
+    for name in ("topics", "audience", "flags"):
+        ctx[name] = tuple(ctx.get(name) or ())
+    return StepContext(**ctx)
+
+
+# --- ingest -------------------------------------------------------------------------------------------
+
+
+def _parse_ts(value: Any) -> datetime | None:
+    try:
+        return to_utc(value) if value else None
+    except (TypeError, ValueError):
+        return None
+
+
+def resolve_survey_id(sm_hook, ledger, ref, dry_run: bool = False, refresh: bool = False) -> str | None:
+    """The survey's id: pinned in the playbook, else cached in the ledger, else looked up by title
+    (one call, then cached so idle runs cost a single responses call)."""
+    if ref.id:
+        return str(ref.id)
+    cache = _survey_cache_name(ref.title)
+    cached = None if refresh else ledger.get_watermark(cache)
+    if cached:
+        return cached
+    survey = sm_hook.find_survey(ref.title)
+    if survey is None:
+        return None
+    if not dry_run:
+        ledger.set_watermark(cache, str(survey["id"]))
+    return str(survey["id"])
+
+
+def _fetch(sm_hook, ledger, survey_id: str, overlap_minutes: int) -> tuple[list[dict], str | None]:
+    """Completed responses modified since the watermark minus the overlap (all when there is none),
+    deduplicated by id (latest kept), and the new watermark value (never moves backwards)."""
+    previous = _parse_ts(ledger.get_watermark(watermark_name(survey_id)))
+    since = previous - timedelta(minutes=overlap_minutes) if previous else None
+    by_id: dict[str, dict] = {}
+    newest = previous
+    for raw in sm_hook.iter_responses(survey_id=survey_id, start_modified_at=since, per_page=100):
+        if not isinstance(raw, dict):
+            continue
+        by_id[str(raw.get("id"))] = raw
+        modified = _parse_ts(raw.get("date_modified"))
+        if modified and (newest is None or modified > newest):
+            newest = modified
+    fresh = _changed(ledger, list(by_id.values()))
+    return fresh, newest.isoformat() if newest and newest != previous else None
+
+
+def _changed(ledger, raws: list[dict]) -> list[dict]:
+    """Drop responses the ledger already holds with the same date_modified (the overlap re-reads
+    them): nothing to record or score, so an idle run costs no details call."""
+    ids = [str(r.get("id")) for r in raws]
+    if not ids:
+        return raws
+    with ledger.session() as s:
+        seen = dict(s.execute(select(Response.response_id, Response.date_modified)
+                              .where(Response.response_id.in_(ids))).all())  # fmt: skip
+    return [r for r in raws if seen.get(str(r.get("id"))) is None
+            or seen[str(r.get("id"))] != _parse_ts(r.get("date_modified"))]  # fmt: skip
+
+
+def _recovery_outstanding(ledger) -> bool:
+    """Whether any recovery pulse was sent and not answered yet (else the pulse survey is not polled)."""
+    answered = exists().where(Response.send_key == SurveySend.send_key)
+    stmt = select(SurveySend.send_key).where(
+        SurveySend.kind == "recovery", SurveySend.status == "sent", ~answered
+    )
+    with ledger.session() as s:
+        return s.execute(stmt.limit(1)).first() is not None
+
+
+def _unplanned_negatives(ledger, skip: set[str]) -> list[dict]:
+    """Raw JSON of main-survey negatives recorded without a case (a crash before planning)."""
+    has_case = exists().where(Case.case_key == Response.response_id)
+    stmt = select(Response.response_id, Response.raw).where(
+        Response.negative.is_(True), Response.is_recovery.is_(False), Response.account_id.is_not(None),
+        ~has_case,
+    )  # fmt: skip
+    with ledger.session() as s:
+        return [raw for rid, raw in s.execute(stmt) if rid not in skip and isinstance(raw, dict)]
+
+
+def _rows_by_id(ledger, model, ids: Iterable[str | None]) -> dict[str, dict]:
+    ids = sorted({i for i in ids if i})
+    if not ids:
+        return {}
+    with ledger.session() as s:
+        rows = s.scalars(select(model).where(model.sf_id.in_(ids)))
+        return {r.sf_id: {c.key: getattr(r, c.key) for c in model.__table__.columns} for r in rows}
+
+
+def _existing_cases(ledger, keys: Iterable[str]) -> set[str]:
+    keys = list(keys)
+    if not keys:
+        return set()
+    with ledger.session() as s:
+        return set(s.scalars(select(Case.case_key).where(Case.case_key.in_(keys))))
+
+
+def _case_for_recovery(ledger, send: Mapping | None) -> str | None:
+    """The case a pulse follows up: from the recovery send's key, else the contact's latest case."""
+    if not send:
+        return None
+    if send.get("case_key"):
+        return send["case_key"]
+    key = send.get("send_key") or ""
+    if key.startswith(RECOVERY_PREFIX):
+        return key[len(RECOVERY_PREFIX) :]
+    if not send.get("contact_id"):
+        return None
+    stmt = select(Case.case_key).where(Case.contact_id == send["contact_id"]).order_by(Case.created_at.desc())
+    with ledger.session() as s:
+        return s.scalars(stmt.limit(1)).first()
+
+
+def _answers_by_response(frame) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = defaultdict(list)
+    if frame is None or frame.empty:
+        return out
+    rows = frame[["response_id", *ANSWER_FIELDS]].astype(object)
+    rows = rows.where(rows.notna(), None)
+    for row in rows.to_dict("records"):
+        out[str(row.pop("response_id"))].append(row)
+    return out
+
+
+def _response_row(raw: dict, send: Mapping | None, recovery: bool, case_key: str | None) -> dict:
+    return {
+        "response_id": str(raw["id"]),
+        "survey_id": _str(raw.get("survey_id")),
+        "collector_id": _str(raw.get("collector_id")),
+        "recipient_id": _str(raw.get("recipient_id")),
+        "send_key": send.get("send_key") if send else None,
+        "account_id": send.get("account_id") if send else None,
+        "contact_id": send.get("contact_id") if send else None,
+        "response_status": _str(raw.get("response_status")),
+        "date_created": _parse_ts(raw.get("date_created")),
+        "date_modified": _parse_ts(raw.get("date_modified")),
+        "raw": raw,
+        "is_recovery": recovery,
+        "case_key": case_key,
+    }
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _local_day(raw: Mapping, tz: ZoneInfo, today: date) -> date:
+    when = _parse_ts(raw.get("date_modified")) or _parse_ts(raw.get("date_created"))
+    return when.astimezone(tz).date() if when else today
+
+
+def _response_url(raw: Mapping, survey_id: str) -> str:
+    url = raw.get("analyze_url")
+    if isinstance(url, str) and url.startswith("https://"):
+        return url
+    return RESPONSE_URL.format(survey_id=survey_id, response_id=raw["id"])
+
+
+def _facts(send: Mapping, accounts: Mapping, contacts: Mapping) -> tuple[AccountFacts, ContactFacts, bool]:
+    """Routing facts of the respondent's account/contact; the flag says the account is not synced."""
+    account = accounts.get(send["account_id"])
+    contact = contacts.get(send.get("contact_id")) or {}
+    who = ContactFacts(send.get("contact_id"), contact.get("first_name"), contact.get("last_name"))
+    if account is None:
+        return AccountFacts(send["account_id"], "Unknown account"), who, True
+    facts = AccountFacts(
+        account_id=account["sf_id"],
+        name=account.get("name") or account["sf_id"],
+        mrr=account.get("mrr"),
+        tsm_username=account.get("tsm_username"),
+        at_risk=bool(account.get("at_risk")),
+    )
+    return facts, who, False
+
+
+def _flag_reason(flag: str, playbook) -> str:
+    lead = playbook.routing.missing_mrr.role.upper()
+    return {
+        playbook.routing.missing_mrr.flag: f"account has no MRR: the {lead} leads the follow-up",
+        playbook.routing.unparseable_mrr_flag: f"account MRR is not a number: the {lead} leads",
+        playbook.routing.missing_tsm.flag: "MRR is above the threshold but the account has no active "
+        f"Transition Success Manager: the {playbook.routing.missing_tsm.role.upper()} leads",
+    }.get(flag, flag)
+
+
+def ingest_responses(
+    sm_hook, ledger, playbook, calendar, today: date, dry_run: bool = False
+) -> IngestSummary:
+    """Pull, score and record new/changed responses; plan a case for every new negative main response.
+
+    SurveyMonkey calls: ``ceil(n/100)`` response pages per polled survey (one when nothing is new), one
+    details call per survey that returned responses, one title lookup per survey ever (cached). The pulse
+    survey is polled only while a recovery pulse is outstanding.
+    """
+    from closed_loop.domain.scoring import score_responses  # pandas: imported when a batch runs
+
+    summary = IngestSummary(dry_run=dry_run)
+    calls_before = sm_hook.calls_made
+    overlap = playbook.intake.watermark_overlap_minutes
+    tz = ZoneInfo(playbook.calendar.timezone)
+    main_id = resolve_survey_id(sm_hook, ledger, playbook.surveys.main, dry_run)
+    if main_id is None:
+        raise LookupError(f"no SurveyMonkey survey titled {playbook.surveys.main.title!r}")
+    try:
+        main_raw, main_mark = _fetch(sm_hook, ledger, main_id, overlap)
+    except SurveyMonkeyNotFound:  # the cached id went stale (survey replaced): look it up again once
+        main_id = resolve_survey_id(sm_hook, ledger, playbook.surveys.main, dry_run, refresh=True)
+        main_raw, main_mark = _fetch(sm_hook, ledger, main_id, overlap)
+    pulse_id, pulse_raw, pulse_mark = None, [], None
+    if _recovery_outstanding(ledger):
+        pulse_id = resolve_survey_id(sm_hook, ledger, playbook.surveys.recovery_pulse, dry_run)
+        if pulse_id:
+            pulse_raw, pulse_mark = _fetch(sm_hook, ledger, pulse_id, overlap)
+    summary.fetched = len(main_raw) + len(pulse_raw)
+    summary.recovery = len(pulse_raw)
+
+    problems: list[_Problem] = []
+    main_raw, bad = _with_ids(main_raw, main_id)
+    pulse_raw, bad_pulse = _with_ids(pulse_raw, pulse_id or "")
+    problems += bad + bad_pulse
+    orphans = _unplanned_negatives(ledger, {str(r["id"]) for r in main_raw})
+    summary.replanned = len(orphans)
+    main_raw += orphans
+
+    recipients = [str(r["recipient_id"]) for r in main_raw + pulse_raw if r.get("recipient_id")]
+    sends = ledger.send_by_recipient(recipients) if recipients else {}
+    send_of = {str(r["id"]): sends.get(str(r.get("recipient_id"))) for r in main_raw + pulse_raw}
+    for raw in main_raw + pulse_raw:
+        if send_of[str(raw["id"])] is None:
+            summary.unknown_respondents += 1
+            problems.append(_Problem(
+                f"intake:unknown_respondent:{raw['id']}", str(raw["id"]),
+                "unknown respondent: the response's recipient id is not among the survey sends in the "
+                "ledger, so it cannot be joined to an account; stored raw, no case opened",
+                {"response_id": str(raw["id"]), "recipient_id": _str(raw.get("recipient_id"))},
+            ))  # fmt: skip
+    account_ids = {s["account_id"] for s in send_of.values() if s and s.get("account_id")}
+    accounts = _rows_by_id(ledger, Account, account_ids)
+    contacts = _rows_by_id(ledger, Contact, (s.get("contact_id") for s in send_of.values() if s))
+
+    responses, scores, answers, triggers = [], {}, {}, {}
+    plans: list[CasePlan] = []
+    if main_raw:
+        details = sm_hook.survey_details(main_id)
+        at_risk = {a: bool(row.get("at_risk")) for a, row in accounts.items()}
+        respondent_account = {
+            str(r["recipient_id"]): send_of[str(r["id"])]["account_id"]
+            for r in main_raw
+            if send_of[str(r["id"])] and r.get("recipient_id")
+        }
+        result = score_responses(details, main_raw, playbook, at_risk, respondent_account)
+        answers |= _answers_by_response(result.answers)
+        existing = _existing_cases(ledger, [s.response_id for s in result.negatives()])
+        raw_of = {str(r["id"]): r for r in main_raw}
+        for score in result.scores:
+            rid, raw, send = score.response_id, raw_of[score.response_id], send_of[score.response_id]
+            responses.append(_response_row(raw, send, False, None))
+            scores[rid] = {"negative": score.negative, "severity": score.severity,
+                           "topics": list(score.topics)}  # fmt: skip
+            triggers[rid] = [{f: getattr(t, f) for f in TRIGGER_FIELDS} for t in score.triggers]
+            summary.negatives += score.negative
+            summary.positives += not score.negative
+            if score.problems:
+                summary.answer_problems += 1
+                problems.append(_Problem(
+                    f"intake:answers:{rid}", rid,
+                    f"{len(score.problems)} answer(s) could not be read (the rest was scored): "
+                    + "; ".join(score.problems),
+                    {"response_id": rid, "problems": list(score.problems)},
+                ))  # fmt: skip
+            if not score.negative or rid in existing or not send or not send.get("account_id"):
+                continue
+            account, contact, unsynced = _facts(send, accounts, contacts)
+            routing = route(account, score.topics, playbook)
+            base = {"response_id": rid, "account_id": account.account_id, "case_key": rid}
+            if unsynced:
+                problems.append(_Problem(
+                    f"intake:unknown_account:{account.account_id}", account.account_id,
+                    "the respondent's account is not in the ledger (not synced): routed as missing MRR",
+                    base,
+                ))  # fmt: skip
+            for flag in routing.flags:
+                problems.append(_Problem(
+                    f"intake:{flag}:{account.account_id}", account.account_id,
+                    f"{flag}: {_flag_reason(flag, playbook)}", base | {"flag": flag},
+                ))  # fmt: skip
+            received = _local_day(raw, tz, today)
+            url = _response_url(raw, main_id)
+            plans.append(plan_case(score, account, contact, routing, playbook, calendar, received, url))
+    if pulse_raw:
+        result = score_responses(sm_hook.survey_details(pulse_id), pulse_raw, playbook)
+        answers |= _answers_by_response(result.answers)
+        raw_of = {str(r["id"]): r for r in pulse_raw}
+        for score in result.scores:  # a pulse is recorded (it feeds the recovery figures), never a new case
+            send = send_of[score.response_id]
+            case_key = _case_for_recovery(ledger, send)
+            responses.append(_response_row(raw_of[score.response_id], send, True, case_key))
+            scores[score.response_id] = {"negative": False, "severity": None, "topics": []}
+    summary.sm_calls = sm_hook.calls_made - calls_before
+    summary.case_keys = [p.response_id for p in plans]
+    summary.cases_planned = len(plans)
+    summary.steps_planned = sum(len(p.steps) for p in plans)
+    problems = list({p.q_key: p for p in problems}.values())
+    if dry_run:
+        summary.quarantined = len(problems)
+        summary.recorded = len(responses)
+        log.info("DRY RUN intake plan: %s; cases %s; quarantine %s", summary.as_xcom(),
+                 summary.case_keys, [p.q_key for p in problems])  # fmt: skip
+        return summary
+
+    # Quarantine first (idempotent keys): a crash after it re-fetches and finds them already there.
+    summary.quarantined = sum(ledger.quarantine(**p.row()) for p in problems)
+    main_rows = [r for r in responses if not r["is_recovery"]]
+    pulse_rows = [r for r in responses if r["is_recovery"]]
+    for rows, survey_id, mark in ((main_rows, main_id, main_mark), (pulse_rows, pulse_id, pulse_mark)):
+        if rows or mark:
+            ids = {r["response_id"] for r in rows}
+            summary.recorded += ledger.record_responses(
+                rows,
+                {k: v for k, v in scores.items() if k in ids},
+                {k: answers.get(k, []) for k in ids},
+                {k: triggers.get(k, []) for k in ids},
+                watermark_name=watermark_name(survey_id) if mark else None,
+                watermark_value=mark,
+            )
+    _store_plans(ledger, plans, playbook)
+    log.info("intake: %s; cases planned %s", summary.as_xcom(), summary.case_keys)
+    return summary
+
+
+def _with_ids(raws: list[dict], survey_id: str) -> tuple[list[dict], list[_Problem]]:
+    """Responses that carry an id; the others cannot be stored and are quarantined by content hash."""
+    good, bad = [], []
+    for raw in raws:
+        if isinstance(raw.get("id"), str | int) and not isinstance(raw.get("id"), bool):
+            good.append(raw)
+            continue
+        digest = hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:32]
+        bad.append(_Problem(f"intake:no_id:{digest}", None, f"a response of survey {survey_id} has no id",
+                            {"survey_id": survey_id, "raw": raw}))  # fmt: skip
+    return good, bad
+
+
+def _store_plans(ledger, plans: list[CasePlan], playbook) -> None:
+    """Cases (status planned, with their plan) and their step rows, in one transaction."""
+    if not plans:
+        return
+    cases, steps = [], []
+    for plan in plans:
+        r = plan.routing
+        cases.append({
+            "case_key": plan.response_id, "account_id": plan.account_id, "contact_id": plan.contact_id,
+            "account_name": plan.context.account_name,
+            "lp_role": r.lp_role, "lp_username": r.lp_username, "tier": r.tier, "channel": r.channel,
+            "severity": plan.severity, "priority": plan.priority, "topics": list(plan.context.topics),
+            "status": "planned", "plan": plan_to_json(plan, playbook), "created_at": utcnow(),
+        })  # fmt: skip
+        steps += [
+            {"step_key": s.key, "case_key": plan.response_id, "step": s.step, "owner_username":
+             s.owner_username, "owner_role": s.owner_role, "due_date": s.due_date, "status": "planned"}
+            for s in plan.steps
+        ]  # fmt: skip
+    with ledger.session() as s:
+        insert_if_absent(s, Case, cases, ["case_key"])
+        insert_if_absent(s, CaseStep, steps, ["step_key"])
+
+
+# --- Salesforce ---------------------------------------------------------------------------------------
+
+
+def _dq_key(q_key: str) -> str:
+    key = f"dq:{q_key}"
+    return key if len(key) <= KEY_MAX else f"dq:{hashlib.sha256(q_key.encode()).hexdigest()}"
+
+
+def _case_ids(ledger, keys: Iterable[str]) -> dict[str, str]:
+    keys = sorted({k for k in keys if k})
+    if not keys:
+        return {}
+    stmt = select(Case.case_key, Case.sf_case_id).where(
+        and_(Case.case_key.in_(keys), Case.sf_case_id.is_not(None))
+    )
+    with ledger.session() as s:
+        return dict(s.execute(stmt).all())
+
+
+def _alert_task(alert: Mapping, owner_id: str, what_id: str | None, playbook, due: date) -> dict:
+    payload = alert.get("payload") or {}
+    ids = ", ".join(f"{k}={v}" for k, v in sorted(payload.items()) if isinstance(v, str))
+    reason = alert["reason"]
+    task = {
+        "Subject": f"Data quality: {reason}"[:255],
+        "Description": "\n\n".join(
+            [
+                f"The closed-loop intake set a record aside ({alert['source']}).",
+                f"Reason: {reason}",
+                f"Record: {alert.get('record_id') or '-'}" + (f" ({ids})" if ids else ""),
+                "Fix the data in Salesforce (or the survey mapping); the next run picks it up again.",
+            ]
+        )[:32000],  # fmt: skip
+        "Priority": "Normal",
+        "Status": playbook.salesforce.task.open_status,
+        "ActivityDate": due.isoformat(),
+        "OwnerId": owner_id,
+        playbook.salesforce.task.external_id: _dq_key(alert["q_key"]),
+    }
+    if what_id:
+        task["WhatId"] = what_id
+    return task
+
+
+def open_cases(sf_hook, ledger, playbook, calendar, today: date, dry_run: bool = False) -> OpenSummary:
+    """Write every planned case to Salesforce: one owner query, Case upserts, then Task upserts (step
+    Tasks + one data-quality Task per unreported intake quarantine item), then mark them in the ledger.
+
+    Salesforce calls: 1 user query + ``ceil(cases/200)`` + ``ceil(tasks/200)``; none when idle.
+    Per-record failures are quarantined with Salesforce's error and retried on the next run.
+    """
+    summary = OpenSummary(dry_run=dry_run)
+    calls_before = sf_hook.calls_made
+    pending = [  # steps another pipeline added (follow-up, escalations) are written by that pipeline
+        c for c in ledger.cases_needing_salesforce()
+        if c.get("plan") and (not c.get("sf_case_id")
+                              or any(s["step_key"] in c["plan"]["steps"] for s in c["pending_steps"]))
+    ]  # fmt: skip
+    alerts = [q for q in ledger.unreported_quarantine() if q["source"] in QUARANTINE_SOURCES]
+    summary.cases_pending = len(pending)
+    summary.case_keys = [c["case_key"] for c in pending]
+    if not pending and not alerts:
+        return summary
+    dq_user = playbook.username(playbook.people.data_quality_owner)
+    fallback_user = playbook.username(playbook.routing.missing_tsm.role)
+    wanted = {dq_user, fallback_user}
+    for case in pending:
+        wanted.add(case["plan"]["owner_username"])
+        wanted |= {s["owner_username"] for s in case["plan"]["steps"].values()}
+    user_ids = resolve_user_ids(sf_hook, wanted)
+    failures: list[_Problem] = []
+
+    def owner(username: str, key: str) -> str | None:
+        if username in user_ids:
+            return user_ids[username]
+        summary.owner_fallbacks += 1
+        failures.append(_Problem(
+            f"intake_sf:owner:{username}", username,
+            f"Salesforce user {username} is missing or inactive: its cases and tasks go to {fallback_user}",
+            {"case_key": key.split(":")[0], "username": username},
+        ))  # fmt: skip
+        return user_ids.get(fallback_user)
+
+    case_rows, case_ids = [], {}
+    for case in pending:
+        if case.get("sf_case_id"):
+            case_ids[case["case_key"]] = case["sf_case_id"]
+            continue
+        owner_id = owner(case["plan"]["owner_username"], case["case_key"])
+        if owner_id:
+            case_rows.append({**case["plan"]["case"], "OwnerId": owner_id})
+    if dry_run:
+        steps = sum(len(c["pending_steps"]) for c in pending)
+        log.info(
+            "DRY RUN open_cases: %d case(s) to upsert %s, %d step task(s), %d data-quality alert(s) %s",
+            len(case_rows), summary.case_keys, steps, len(alerts), [a["q_key"] for a in alerts],
+        )  # fmt: skip
+        summary.sf_calls = sf_hook.calls_made - calls_before
+        return summary
+
+    ext = playbook.salesforce.case.external_id
+    for res in upsert_cases(sf_hook, case_rows, ext):
+        if res.ok:
+            ledger.mark_case_created(res.key, res.id)
+            case_ids[res.key] = res.id
+            summary.cases_created += res.created
+            summary.cases_updated += not res.created
+        else:
+            summary.failures += 1
+            failures.append(_Problem(f"salesforce:case:{res.key}", res.key,
+                                     f"Salesforce refused the Case: {res.error}",
+                                     {"case_key": res.key, "code": res.code}))  # fmt: skip
+
+    task_rows, alert_keys = [], {}
+    for case in pending:
+        case_id = case_ids.get(case["case_key"])
+        if not case_id:
+            continue
+        for step in case["pending_steps"]:
+            planned = case["plan"]["steps"].get(step["step_key"])
+            if planned is None:  # a step another pipeline added: it writes its own Task
+                continue
+            owner_id = owner(planned["owner_username"], step["step_key"])
+            if not owner_id:
+                continue
+            row = {**planned["fields"], "OwnerId": owner_id, "WhatId": case_id}
+            if case.get("contact_id"):
+                row["WhoId"] = case["contact_id"]
+            task_rows.append(row)
+    if alerts:
+        dq_id = user_ids.get(dq_user)
+        linked = _case_ids(ledger, ((a.get("payload") or {}).get("case_key") for a in alerts))
+        due = calendar.add_business_days(today, 1)
+        for alert in alerts if dq_id else []:
+            what = linked.get((alert.get("payload") or {}).get("case_key"))
+            task = _alert_task(alert, dq_id, what, playbook, due)
+            task_rows.append(task)
+            alert_keys[task[playbook.salesforce.task.external_id]] = alert["q_key"]
+
+    created: dict[str, str] = {}
+    reported: list[str] = []
+    for res in upsert_tasks(sf_hook, task_rows, playbook.salesforce.task.external_id):
+        if res.key in alert_keys:
+            if res.ok:
+                reported.append(alert_keys[res.key])
+                summary.alerts_sent += 1
+            else:
+                log.warning("data-quality Task %s refused by Salesforce: %s", res.key, res.code)
+            continue
+        if res.ok:
+            created[res.key] = res.id
+            summary.tasks_created += res.created
+            summary.tasks_updated += not res.created
+        else:
+            summary.failures += 1
+            failures.append(_Problem(f"salesforce:task:{res.key}", res.key,
+                                     f"Salesforce refused the Task: {res.error}",
+                                     {"case_key": res.key.split(":")[0], "code": res.code}))  # fmt: skip
+    ledger.mark_steps_created(created)
+    ledger.mark_quarantine_reported(reported)
+    done = [f"salesforce:case:{k}" for k in case_ids] + [f"salesforce:task:{k}" for k in created]
+    ledger.resolve_quarantine(done)
+    for problem in {p.q_key: p for p in failures}.values():
+        ledger.quarantine(**problem.row(SF_SOURCE))
+    summary.sf_calls = sf_hook.calls_made - calls_before
+    log.info("open_cases: %s; cases %s", summary.as_xcom(), summary.case_keys)
+    return summary

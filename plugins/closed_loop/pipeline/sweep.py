@@ -1,0 +1,966 @@
+"""SLA sweep: keep every follow-up case moving until the loop is closed (no Airflow import).
+
+Four steps, each a plain function over built hooks, the Ledger, the Playbook, a BusinessCalendar and the
+run's logical date ``today`` (never the wall clock):
+
+1. ``read_back``: bulk SOQL (``Id IN`` chunks) on the Cases and not-yet-completed Tasks the ledger tracks;
+   records completions, Case status, closure and documentation in the ledger.
+2. ``progress_and_escalate``: creates activated steps (the follow-up, anchored on the acknowledgement's
+   completion), escalates each breached step once, escalates a dissatisfied customer once per episode,
+   flags an undocumented close once, reminds LPs the business day before a due date, closes documented
+   cases. Tasks are upserted by ``Closed_Loop_Key__c``; events and emails are keyed in the ledger.
+3. ``send_recovery_pulses``: the recovery pulse survey to the contact of each case closed with docs.
+4. ``ops_digest``: one email to ops with the day's breaches, escalations and quarantines (none if empty).
+
+A breach is cadence-independent: a step is breached when its due date is before ``today`` (or before the
+documented close) and it was not completed by its due date, so a late completion seen after the fact still
+counts once; sweeping daily or every few days yields the same escalations.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, literal, select
+
+from closed_loop.domain.calendar import BusinessCalendar
+from closed_loop.domain.plan import (
+    TSM_TITLE,
+    StepContext,
+    StepPlan,
+    plan_activated_steps,
+    plan_escalation,
+)
+from closed_loop.domain.routing import internal_call_audience
+from closed_loop.ledger.models import Case, Contact, SlaEvent, SurveySend, Trigger
+from closed_loop.ledger.types import to_utc
+from closed_loop.pipeline import outbox
+from closed_loop.playbook import Playbook
+from closed_loop.templating import render
+
+log = logging.getLogger(__name__)
+
+TASK_SOQL = (
+    "SELECT Id, Status, IsClosed, CompletedDateTime, ActivityDate, Closed_Loop_Key__c "
+    "FROM Task WHERE Id IN {values}"
+)
+USER_SOQL = "SELECT Id, Username, Email, Title, IsActive FROM User WHERE Username IN {values}"
+PULSE_SURVEY_CACHE = "sla_sweep.pulse_survey"
+RECOVERY_LOOKBACK_DAYS = (
+    30  # closes older than this never get a pulse (e.g. when send_on_close is switched on)
+)
+TASK_EVENT_KINDS = ("escalation", "doc_missing")
+
+
+# -- shared helpers ------------------------------------------------------------------------------------
+
+
+def case_soql(playbook: Playbook) -> str:
+    """The read-back Case query: status, closure, documentation and the dissatisfied field."""
+    base = [
+        "Id",
+        "Status",
+        "IsClosed",
+        "ClosedDate",
+        "Account.Name",
+        "ContactId",
+        "Contact.Email",
+        "Contact.FirstName",
+        "Contact.LastName",
+        "Contact.HasOptedOutOfEmail",
+    ]
+    extra = [playbook.sla.dissatisfied_when.field, *playbook.sla.documentation_fields]
+    fields = list(dict.fromkeys(base + extra))
+    return f"SELECT {', '.join(fields)} FROM Case WHERE Id IN {{values}}"
+
+
+def local_date(value, playbook: Playbook) -> dt.date | None:
+    """The calendar date of a timestamp in the playbook's business time zone."""
+    ts = to_utc(value)
+    return ts.astimezone(ZoneInfo(playbook.calendar.timezone)).date() if ts else None
+
+
+def email_key(kind: str, *parts: object) -> str:
+    return ":".join([kind, *(str(p) for p in parts)])
+
+
+def _title(role: str | None, playbook: Playbook) -> str:
+    if role in playbook.people.roles:
+        return playbook.people.roles[role].title
+    return TSM_TITLE
+
+
+def _case_url(sf, sf_case_id: str | None) -> str:
+    instance = getattr(sf.get_conn(), "sf_instance", "") if sf is not None else ""
+    return f"https://{instance}/lightning/r/Case/{sf_case_id}/view" if instance else str(sf_case_id)
+
+
+def _is_documented(record: Mapping, playbook: Playbook) -> bool:
+    return all(str(record.get(f) or "").strip() for f in playbook.sla.documentation_fields)
+
+
+def _with_calls(hook) -> int:
+    return getattr(hook, "calls_made", 0)
+
+
+# -- 1. read back --------------------------------------------------------------------------------------
+
+
+def read_back(
+    sf, ledger, playbook: Playbook, calendar: BusinessCalendar, today: dt.date, dry_run: bool = False
+) -> dict:
+    """Read every open pipeline Case and not-completed step Task in bulk and record them in the ledger.
+
+    Cases and Tasks missing from Salesforce (deleted) are quarantined once. Returns counts.
+    """
+    start = _with_calls(sf)
+    cases = [c for c in ledger.open_cases_and_steps() if c["sf_case_id"]]
+    steps = [s for c in cases for s in c["steps"] if s["sf_task_id"] and s["status"] != "completed"]
+    case_ids = [c["sf_case_id"] for c in cases]
+    task_ids = [s["sf_task_id"] for s in steps]
+    case_recs = {r["Id"]: r for r in sf.query_in_chunks(case_soql(playbook), case_ids)} if case_ids else {}
+    task_recs = {r["Id"]: r for r in sf.query_in_chunks(TASK_SOQL, task_ids)} if task_ids else {}
+
+    case_updates, contacts, missing = [], {}, []
+    rules = playbook.sla.dissatisfied_when
+    names = playbook.salesforce.case
+    for case in cases:
+        rec = case_recs.get(case["sf_case_id"])
+        if rec is None:
+            missing.append(("case_missing", case["case_key"], case["sf_case_id"]))
+            continue
+        closed = bool(rec.get("IsClosed"))
+        case_updates.append(
+            {
+                "case_key": case["case_key"],
+                "sf_status": rec.get("Status"),
+                "account_name": (rec.get("Account") or {}).get("Name"),
+                "sf_dissatisfied": str(rec.get(rules.field) or "") == rules.equals,
+                "sf_closed": closed,
+                "sf_documented": _is_documented(rec, playbook),
+                "closed_at": to_utc(rec.get("ClosedDate")) if closed else None,
+                "root_cause": rec.get(names.root_cause),
+                "actions_taken": rec.get(names.actions_taken),
+                "outcome": rec.get(names.outcome),
+            }
+        )
+        contact = rec.get("Contact") or {}
+        if rec.get("ContactId"):
+            contacts[rec["ContactId"]] = {
+                "sf_id": rec["ContactId"],
+                "account_id": case["account_id"],
+                "email": contact.get("Email"),
+                "first_name": contact.get("FirstName"),
+                "last_name": contact.get("LastName"),
+                "opted_out": bool(contact.get("HasOptedOutOfEmail")),
+            }
+
+    step_updates, completed = [], 0
+    for step in steps:
+        rec = task_recs.get(step["sf_task_id"])
+        if rec is None:
+            missing.append(("task_missing", step["step_key"], step["sf_task_id"]))
+            continue
+        done = bool(rec.get("IsClosed"))
+        completed += done
+        update = {"step_key": step["step_key"], "sf_status": rec.get("Status")}
+        if done:
+            update |= {
+                "status": "completed",
+                "completed_at": to_utc(rec.get("CompletedDateTime"))
+                or dt.datetime.combine(today, dt.time(12), dt.UTC),
+            }
+        step_updates.append(update)
+
+    out = {
+        "cases_read": len(case_recs),
+        "tasks_read": len(task_recs),
+        "steps_completed": completed,
+        "cases_closed_in_sf": sum(bool(u["sf_closed"]) for u in case_updates),
+        "missing": len(missing),
+        "dry_run": dry_run,
+    }
+    if not dry_run:
+        ledger.record_case_status(case_updates)
+        ledger.record_step_status(step_updates)
+        if contacts:
+            ledger.upsert_contacts(contacts.values())
+        for kind, key, sf_id in missing:
+            ledger.quarantine(
+                f"sla_sweep:{kind}:{key}",
+                "sla_sweep",
+                sf_id,
+                f"{kind.replace('_', ' ')} in Salesforce (deleted?)",
+                {"key": key},
+            )
+    out["api_calls"] = _with_calls(sf) - start
+    log.info("read_back %s: %s", today, out)
+    return out
+
+
+# -- 2. progress and escalate --------------------------------------------------------------------------
+
+
+def _triggers(ledger, case_keys: Iterable[str]) -> dict[str, tuple]:
+    from closed_loop.domain.scoring import Trigger as DomainTrigger
+
+    out: dict[str, list] = defaultdict(list)
+    with ledger.session() as s:
+        for t in s.scalars(select(Trigger).where(Trigger.response_id.in_(list(case_keys)))):
+            out[t.response_id].append(
+                DomainTrigger(
+                    kind=t.kind,
+                    question_id=t.question_id or "",
+                    heading=t.heading or "",
+                    row=t.row,
+                    answer=t.answer or "",
+                    rule=t.rule or "",
+                    severity=t.severity or "low",
+                )
+            )
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def _first_names(ledger, contact_ids: Iterable[str]) -> dict[str, str | None]:
+    with ledger.session() as s:
+        rows = s.execute(
+            select(Contact.sf_id, Contact.first_name).where(Contact.sf_id.in_(list(contact_ids)))
+        )
+        return dict(rows.all())
+
+
+def step_context(
+    case: Mapping, playbook: Playbook, case_url: str, triggers: tuple = (), first_name: str | None = None
+) -> StepContext:
+    """Rebuild the planning context of a ledger case (for activated steps and escalations)."""
+    topics = tuple(case.get("topics") or ())
+    priority = case.get("priority") or "Medium"
+    return StepContext(
+        response_id=case["case_key"],
+        account_id=case["account_id"],
+        account_name=case.get("account_name") or case["account_id"],
+        contact_id=case.get("contact_id"),
+        contact_first_name=first_name,
+        lp_role=case.get("lp_role") or "doi",
+        lp_username=case.get("lp_username") or playbook.username("doi"),
+        tier=case.get("tier") or playbook.tiers.missing_mrr_tier,
+        channel=case.get("channel") or "personalised_email",
+        severity=case.get("severity") or "medium",
+        case_priority=priority,
+        task_priority=playbook.priority.task.get(priority, "Normal"),
+        response_url=case_url,
+        triggers=triggers,
+        topics=topics,
+        audience=internal_call_audience(topics, playbook),
+        customer_call_variant="attend_tsm_call" if case.get("lp_role") == "tsm" else "schedule_call",
+    )
+
+
+def _as_step_plan(step: Mapping, ctx: StepContext, playbook: Playbook) -> StepPlan:
+    title = (
+        playbook.step(step["step"]).title if step["step"] in {s.key for s in playbook.steps} else step["step"]
+    )
+    return StepPlan(
+        key=step["step_key"],
+        step=step["step"],
+        subject=f"{title}: {ctx.account_name}",
+        owner_username=step.get("owner_username") or ctx.lp_username,
+        owner_role=step.get("owner_role") or "lp",
+        due_date=step["due_date"],
+        priority=ctx.task_priority,
+        description="",
+    )
+
+
+def breached(step: Mapping, case: Mapping, today: dt.date, playbook: Playbook) -> bool:
+    """Due before today (or before the documented close) and not completed by its due date."""
+    due = step.get("due_date")
+    if due is None:
+        return False
+    cutoff = today
+    if case.get("sf_closed") and case.get("sf_documented") and case.get("closed_at"):
+        cutoff = min(today, local_date(case["closed_at"], playbook))
+    done_on = local_date(step.get("completed_at"), playbook)
+    return due < cutoff and (done_on is None or done_on > due)
+
+
+def _reminder_due(
+    step: Mapping, case: Mapping, today: dt.date, playbook: Playbook, cal: BusinessCalendar
+) -> bool:
+    sla = playbook.sla
+    due = step.get("due_date")
+    if not sla.pre_due_reminder or due is None or step["status"] == "completed" or case.get("sf_closed"):
+        return False
+    return cal.add_business_days(due, -sla.pre_due_reminder_business_days) <= today < due
+
+
+def _before_close(step: Mapping, case: Mapping) -> bool:
+    """Steps activate only while the case is open: completed before a documented close."""
+    if not (case.get("sf_closed") and case.get("sf_documented") and case.get("closed_at")):
+        return True
+    return to_utc(step["completed_at"]) < to_utc(case["closed_at"])
+
+
+def plan_sweep(sf, ledger, playbook: Playbook, calendar: BusinessCalendar, today: dt.date) -> dict:
+    """Everything the sweep would do today, computed from the ledger alone (no writes)."""
+    cases = [c for c in ledger.open_cases_and_steps() if c["sf_case_id"]]
+    keys = [c["case_key"] for c in cases]
+    triggers = _triggers(ledger, keys)
+    names = _first_names(ledger, [c["contact_id"] for c in cases if c["contact_id"]])
+    existing = {e["event_key"] for e in _events(ledger, keys)}
+    plan = {
+        "cases": {},
+        "contexts": {},
+        "activated": [],
+        "breaches": [],
+        "reminders": [],
+        "dissatisfied_start": [],
+        "dissatisfied_end": [],
+        "doc_missing": [],
+        "close": [],
+    }
+    for case in cases:
+        key = case["case_key"]
+        ctx = step_context(
+            case,
+            playbook,
+            _case_url(sf, case["sf_case_id"]),
+            triggers.get(key, ()),
+            names.get(case["contact_id"]),
+        )
+        plan["cases"][key], plan["contexts"][key] = case, ctx
+        by_key = {s["step_key"]: s for s in case["steps"]}
+        for step in case["steps"]:
+            if step["status"] == "completed" and step["completed_at"] and _before_close(step, case):
+                done_on = local_date(step["completed_at"], playbook)
+                for new in plan_activated_steps(ctx, step["step"], done_on, playbook, calendar):
+                    if new.key not in by_key or by_key[new.key]["sf_task_id"] is None:
+                        plan["activated"].append((key, new))
+            if step["sf_task_id"] is None:
+                continue
+            if breached(step, case, today, playbook) and f"escalation:{step['step_key']}" not in existing:
+                plan["breaches"].append((key, step))
+            elif _reminder_due(step, case, today, playbook, calendar) and (
+                f"reminder:{step['step_key']}" not in existing
+            ):
+                plan["reminders"].append((key, step))
+        if case.get("sf_dissatisfied") and not case["dissatisfied"]:
+            plan["dissatisfied_start"].append(key)
+        elif not case.get("sf_dissatisfied") and case["dissatisfied"]:
+            plan["dissatisfied_end"].append(key)
+        if case.get("sf_closed") and not case.get("sf_documented") and f"doc_missing:{key}" not in existing:
+            plan["doc_missing"].append(key)
+        if case.get("sf_closed") and case.get("sf_documented"):
+            plan["close"].append(key)
+    return plan
+
+
+def _events(ledger, case_keys: Iterable[str] | None = None, on: dt.date | None = None) -> list[dict]:
+    with ledger.session() as s:
+        stmt = select(SlaEvent)
+        if case_keys is not None:
+            stmt = stmt.where(SlaEvent.case_key.in_(list(case_keys)))
+        if on is not None:
+            stmt = stmt.where(SlaEvent.occurred_on == on)
+        return [
+            {c.key: getattr(e, c.key) for c in SlaEvent.__table__.columns}
+            for e in s.scalars(stmt.order_by(SlaEvent.event_key))
+        ]
+
+
+def _event_task(plan: StepPlan, playbook: Playbook) -> dict:
+    return plan.task_fields(playbook) | {"_owner": plan.owner_username}
+
+
+def _escalation_event(case_key: str, step: Mapping, ctx: StepContext, playbook, calendar, today) -> dict:
+    overdue = _as_step_plan(step, ctx, playbook)
+    esc = plan_escalation(ctx, "overdue", today, playbook, calendar, overdue_step=overdue)
+    return {
+        "event_key": f"escalation:{step['step_key']}",
+        "kind": "escalation",
+        "case_key": case_key,
+        "step_key": step["step_key"],
+        "occurred_on": today,
+        "details": {
+            "reason": "overdue",
+            "account_name": ctx.account_name,
+            "step": step["step"],
+            "step_title": playbook.step(step["step"]).title
+            if step["step"] in _step_keys(playbook)
+            else step["step"],
+            "due_date": str(step["due_date"]),
+            "completed_late": step["status"] == "completed",
+            "owner_role": esc.owner_role,
+            "owner_title": _title(esc.owner_role, playbook),
+            "task": _event_task(esc, playbook),
+        },
+    }
+
+
+def _step_keys(playbook: Playbook) -> set[str]:
+    return {s.key for s in playbook.steps}
+
+
+def _start_dissatisfied_episode(ledger, case_key: str, ctx: StepContext, playbook, calendar, today) -> bool:
+    """Atomically open a dissatisfaction episode: the escalation event and the case flag together."""
+    esc = plan_escalation(ctx, "dissatisfied", today, playbook, calendar)
+    with ledger.session() as s:
+        case = s.get(Case, case_key, with_for_update=True)
+        if case is None or case.dissatisfied:
+            return False
+        prefix = f"escalation:{esc.key}"
+        n = 1 + s.scalar(
+            select(func.count()).where(SlaEvent.case_key == case_key, SlaEvent.event_key.like(f"{prefix}%"))
+        )
+        if n > 1:
+            esc = replace(esc, key=f"{esc.key}:{n}")
+        s.add(
+            SlaEvent(
+                event_key=f"escalation:{esc.key}",
+                kind="escalation",
+                case_key=case_key,
+                occurred_on=today,
+                details={
+                    "reason": "dissatisfied",
+                    "episode": n,
+                    "account_name": ctx.account_name,
+                    "owner_role": esc.owner_role,
+                    "owner_title": _title(esc.owner_role, playbook),
+                    "task": _event_task(esc, playbook),
+                },
+            )
+        )
+        case.dissatisfied = True
+    return True
+
+
+def _doc_missing_event(case_key: str, ctx: StepContext, playbook: Playbook, calendar, today) -> dict:
+    step = next((s for s in playbook.steps if s.checks_fields), None)
+    due = calendar.add_business_days(today, 2)
+    task = StepPlan(
+        key=f"{case_key}:doc_missing",
+        step="doc_missing",
+        subject=f"Document the closed case: {ctx.account_name}"[:255],
+        owner_username=ctx.lp_username,
+        owner_role="lp",
+        due_date=due,
+        priority="High",
+        description=(
+            "The Case was closed without "
+            + ", ".join(playbook.sla.documentation_fields)
+            + ". Fill them in: the case stays open in the follow-up tracking until then.\n\n"
+            + (step.description if step else "")
+            + f"\n\nCase: {ctx.response_url}"
+        ),
+    )
+    return {
+        "event_key": f"doc_missing:{case_key}",
+        "kind": "doc_missing",
+        "case_key": case_key,
+        "occurred_on": today,
+        "details": {
+            "account_name": ctx.account_name,
+            "owner_role": "lp",
+            "task": _event_task(task, playbook),
+        },
+    }
+
+
+def _users(sf, usernames: Iterable[str]) -> dict[str, dict]:
+    wanted = sorted({u for u in usernames if u})
+    if not wanted:
+        return {}
+    return {r["Username"].casefold(): r for r in sf.query_in_chunks(USER_SOQL, wanted)}
+
+
+def progress_and_escalate(
+    sf,
+    sender,
+    ledger,
+    playbook: Playbook,
+    calendar: BusinessCalendar,
+    today: dt.date,
+    run_id: str | None = None,
+    dry_run: bool = False,
+) -> dict:
+    """Create activated steps, escalate breaches and dissatisfaction, flag undocumented closes, remind,
+    close documented cases, and send today's notices. Every action is keyed: a rerun repeats nothing."""
+    from closed_loop.pipeline.salesforce_writes import upsert_tasks
+
+    start = _with_calls(sf)
+    plan = plan_sweep(sf, ledger, playbook, calendar, today)
+    out = {
+        k: len(plan[k])
+        for k in (
+            "activated",
+            "breaches",
+            "reminders",
+            "dissatisfied_start",
+            "dissatisfied_end",
+            "doc_missing",
+            "close",
+        )
+    }
+    out["dry_run"] = dry_run
+    if dry_run:
+        log.info(
+            "progress_and_escalate %s dry run: %s; activated %s; breaches %s; doc_missing %s",
+            today,
+            out,
+            [p.key for _, p in plan["activated"]],
+            [s["step_key"] for _, s in plan["breaches"]],
+            plan["doc_missing"],
+        )
+        return out | {"api_calls": 0, "emails": {}}
+    cases, ctxs = plan["cases"], plan["contexts"]
+
+    # 1. intents in the ledger (natural keys) before any Salesforce write or email
+    ledger.upsert_case_steps(
+        {
+            "step_key": p.key,
+            "case_key": ck,
+            "step": p.step,
+            "owner_username": p.owner_username,
+            "owner_role": p.owner_role,
+            "due_date": p.due_date,
+            "status": "planned",
+        }
+        for ck, p in plan["activated"]
+    )
+    for ck, step in plan["breaches"]:
+        ledger.add_sla_event(_escalation_event(ck, step, ctxs[ck], playbook, calendar, today))
+    for ck, step in plan["reminders"]:
+        ledger.add_sla_event(
+            {
+                "event_key": f"reminder:{step['step_key']}",
+                "kind": "reminder",
+                "case_key": ck,
+                "step_key": step["step_key"],
+                "occurred_on": today,
+                "details": {
+                    "account_name": ctxs[ck].account_name,
+                    "step": step["step"],
+                    "due_date": str(step["due_date"]),
+                },
+            }
+        )
+    for ck in plan["dissatisfied_start"]:
+        _start_dissatisfied_episode(ledger, ck, ctxs[ck], playbook, calendar, today)
+    if plan["dissatisfied_end"]:
+        ledger.record_case_status({"case_key": ck, "dissatisfied": False} for ck in plan["dissatisfied_end"])
+    for ck in plan["doc_missing"]:
+        if ledger.add_sla_event(_doc_missing_event(ck, ctxs[ck], playbook, calendar, today)):
+            ledger.record_case_status([{"case_key": ck, "doc_missing_flagged_at": dt.datetime.now(dt.UTC)}])
+
+    # 2. Tasks: activated steps and every event still without its Task (also after a crash)
+    step_rows = {p.key: (ck, p) for ck, p in plan["activated"]}
+    pending_events = [
+        e for e in ledger.events_without_task(TASK_EVENT_KINDS) if (e["details"] or {}).get("task")
+    ]
+    todays = _events(ledger, on=today)
+    known = {**cases, **_cases(ledger, {e["case_key"] for e in todays} - set(cases))}
+    needs_mail = [
+        e
+        for e in todays
+        if e["kind"] in ("escalation", "reminder", "doc_missing")
+        and ledger.get_email(_notice_key(e, known, today)) is None
+    ]
+    usernames = {p.owner_username for _, p in step_rows.values()}
+    usernames |= {e["details"]["task"]["_owner"] for e in pending_events}
+    usernames |= {(cases.get(e["case_key"]) or {}).get("lp_username") for e in needs_mail}
+    usernames |= {
+        playbook.username(e["details"].get("owner_role"))
+        for e in needs_mail
+        if e["details"].get("owner_role") in playbook.people.roles
+    }
+    users = _users(sf, usernames) if (step_rows or pending_events or needs_mail) else {}
+    all_cases = {**known, **_cases(ledger, {e["case_key"] for e in pending_events} - set(known))}
+
+    records, owners = [], {}
+    for key, (ck, p) in step_rows.items():
+        case = all_cases[ck]
+        records.append(p.task_fields(playbook) | _refs(case) | {"OwnerId": _uid(users, p.owner_username)})
+        owners[key] = ("step", key)
+    for e in pending_events:
+        task = dict(e["details"]["task"])
+        owner = task.pop("_owner")
+        records.append(task | _refs(all_cases[e["case_key"]]) | {"OwnerId": _uid(users, owner)})
+        owners[task[playbook.salesforce.task.external_id]] = ("event", e["event_key"])
+    bad = [r for r in records if not r["OwnerId"]]
+    records = [r for r in records if r["OwnerId"]]
+    for r in bad:
+        ledger.quarantine(
+            f"sla_sweep:no_owner:{r['Closed_Loop_Key__c']}",
+            "sla_sweep",
+            None,
+            "Task owner is not an active Salesforce user",
+            {"key": r["Closed_Loop_Key__c"]},
+        )
+    results = upsert_tasks(sf, records, playbook.salesforce.task.external_id) if records else []
+    created_steps, failed = {}, 0
+    for res in results:
+        what, ref = owners[res.key]
+        if not res.ok:
+            failed += 1
+            ledger.quarantine(
+                f"sla_sweep:task_failed:{res.key}",
+                "sla_sweep",
+                None,
+                f"Task upsert failed: {res.code}",
+                {"key": res.key},
+            )
+        elif what == "step":
+            created_steps[ref] = res.id
+        else:
+            ledger.set_sla_event_task(ref, res.id)
+    ledger.mark_steps_created(created_steps)
+
+    # 3. close documented cases (after the breach check above used their close date)
+    ledger.record_case_status(
+        {"case_key": ck, "status": "closed", "closed_at": cases[ck]["closed_at"]} for ck in plan["close"]
+    )
+
+    # 4. today's notices (derived from today's events, so a retry of the same day sends what is missing)
+    emails = _send_notices(sf, sender, ledger, playbook, today, run_id, needs_mail, all_cases, users)
+    out |= {
+        "tasks_upserted": len(results),
+        "task_failures": failed + len(bad),
+        "emails": dict(emails),
+        "api_calls": _with_calls(sf) - start,
+    }
+    log.info("progress_and_escalate %s: %s", today, out)
+    if emails.get("failed"):
+        raise RuntimeError(
+            f"{emails['failed']} email(s) were not accepted by the SMTP server; retry sends them"
+        )
+    return out
+
+
+def _notice_key(event: Mapping, cases: Mapping[str, dict], today: dt.date) -> str:
+    """The email that reports ``event``: the LP's daily notice for breaches and reminders, else its own."""
+    if event["kind"] == "reminder" or (event["details"] or {}).get("reason") == "overdue":
+        return email_key("lp_notice", today, cases[event["case_key"]]["lp_username"])
+    return event["event_key"]
+
+
+def _cases(ledger, keys: Iterable[str]) -> dict[str, dict]:
+    keys = list(keys)
+    if not keys:
+        return {}
+    with ledger.session() as s:
+        return {
+            c.case_key: {k.key: getattr(c, k.key) for k in Case.__table__.columns}
+            for c in s.scalars(select(Case).where(Case.case_key.in_(keys)))
+        }
+
+
+def _refs(case: Mapping) -> dict:
+    refs = {"WhatId": case["sf_case_id"]}
+    if case.get("contact_id"):
+        refs["WhoId"] = case["contact_id"]
+    return refs
+
+
+def _uid(users: Mapping[str, dict], username: str | None) -> str | None:
+    user = users.get((username or "").casefold())
+    return user["Id"] if user and user.get("IsActive", True) else None
+
+
+def _email_of(users: Mapping[str, dict], username: str | None) -> str | None:
+    user = users.get((username or "").casefold())
+    return (user or {}).get("Email")
+
+
+def _send_notices(sf, sender, ledger, playbook, today, run_id, events, cases, users) -> Counter:
+    """LP notices (one per LP per day: breaches + reminders), dissatisfied escalations to the owner,
+    documentation flags to the LP. Each keyed in the ledger; a missing address is quarantined."""
+    outcomes: Counter = Counter()
+    company = playbook.company.name
+    by_lp: dict[str, list[dict]] = defaultdict(list)
+    for e in events:
+        case, d = cases[e["case_key"]], e["details"] or {}
+        url = _case_url(sf, case["sf_case_id"])
+        if e["kind"] == "reminder" or d.get("reason") == "overdue":
+            title = d.get("step_title") or playbook.step(d["step"]).title
+            by_lp[case["lp_username"]].append(
+                {
+                    "account_name": d.get("account_name"),
+                    "subject": title,
+                    "due_date": d.get("due_date"),
+                    "case_url": url,
+                    "overdue": e["kind"] == "escalation",
+                }
+            )
+            continue
+        subject_case = f"Post-implementation feedback needs follow-up: {d.get('account_name')}"
+        if e["kind"] == "escalation":  # dissatisfied: the escalation owner
+            to = _email_of(users, playbook.username(d["owner_role"]))
+            ctx = {
+                "company": company,
+                "reason": "dissatisfied",
+                "account_name": d.get("account_name"),
+                "case_subject": subject_case,
+                "case_url": url,
+                "owner_title": d.get("owner_title"),
+                "step_title": None,
+                "due_date": None,
+                "triggers": [],
+                "comments": [],
+            }
+            tpl, subject = "escalation_notice", f"Escalation: {d.get('account_name')} is still dissatisfied"
+        else:  # doc_missing: the LP
+            to = _email_of(users, case["lp_username"])
+            ctx = {
+                "company": company,
+                "lp_title": _title(case.get("lp_role"), playbook),
+                "account_name": d.get("account_name"),
+                "case_subject": subject_case,
+                "case_url": url,
+                "missing": [f for f in playbook.sla.documentation_fields],
+            }
+            tpl, subject = "doc_missing_notice", f"Please document the closed case: {d.get('account_name')}"
+        outcomes[_send(ledger, sender, e["event_key"], to, subject, tpl, ctx, e["kind"], run_id)] += 1
+    for lp, steps in sorted(by_lp.items()):
+        role = next((c.get("lp_role") for c in cases.values() if c.get("lp_username") == lp), None)
+        ctx = {"company": company, "lp_title": _title(role, playbook), "steps": steps}
+        n = sum(s["overdue"] for s in steps)
+        subject = f"{n} overdue follow-up step(s)" if n else "Follow-up steps due soon"
+        key = email_key("lp_notice", today, lp)  # == _notice_key of each of these events
+        outcomes[
+            _send(
+                ledger,
+                sender,
+                key,
+                _email_of(users, lp),
+                subject,
+                "lp_overdue_notice",
+                ctx,
+                "lp_notice",
+                run_id,
+            )
+        ] += 1
+    return outcomes
+
+
+def _send(ledger, sender, key, to, subject, template, context, kind, run_id) -> str:
+    if not to:
+        ledger.quarantine(
+            f"sla_sweep:no_email:{key}",
+            "sla_sweep",
+            None,
+            "recipient has no email address",
+            {"email_key": key},
+        )
+        return "no_address"
+    text = render(f"{template}.txt", **context)
+    html = render(f"{template}.html", **context)
+    message = outbox.build_message(key, [to], subject, text, html)
+    return outbox.send_once(ledger, sender, key, message, kind, run_id)
+
+
+# -- 3. recovery pulses --------------------------------------------------------------------------------
+
+
+def recovery_key(case_key: str) -> str:
+    return f"recovery:{case_key}"
+
+
+def pulse_collector_name(today: dt.date) -> str:
+    return f"closed-loop recovery pulse {today.isoformat()}"
+
+
+def _plan_recovery(ledger, playbook: Playbook, today: dt.date) -> list[dict]:
+    """A send row for each case closed (documented) recently that has none yet."""
+    if not playbook.recovery.send_on_close:
+        return []
+    since = dt.datetime.combine(today - dt.timedelta(days=RECOVERY_LOOKBACK_DAYS), dt.time(), dt.UTC)
+    with ledger.session() as s:
+        stmt = (
+            select(Case, Contact)
+            .outerjoin(SurveySend, SurveySend.send_key == literal("recovery:").concat(Case.case_key))
+            .outerjoin(Contact, Contact.sf_id == Case.contact_id)
+            .where(Case.status == "closed", Case.closed_at >= since, SurveySend.send_key.is_(None))
+            .order_by(Case.case_key)
+        )
+        rows = []
+        for case, contact in s.execute(stmt).all():
+            row = {
+                "send_key": recovery_key(case.case_key),
+                "kind": "recovery",
+                "account_id": case.account_id,
+                "contact_id": case.contact_id,
+                "due_date": today,
+                "case_key": case.case_key,
+            }
+            if contact is None or not (contact.email or "").strip():
+                row |= {"status": "skipped", "reason": "no contact email"}
+            elif contact.opted_out:
+                row |= {"status": "opted_out", "reason": "contact opted out of email"}
+            rows.append(row)
+        return rows
+
+
+def _contacts(ledger, ids: Iterable[str]) -> dict[str, dict]:
+    with ledger.session() as s:
+        rows = s.scalars(select(Contact).where(Contact.sf_id.in_(list(ids))))
+        return {
+            c.sf_id: {"email": c.email, "first_name": c.first_name, "last_name": c.last_name} for c in rows
+        }
+
+
+def pulse_survey_id(sm, ledger, playbook: Playbook) -> str:
+    """The pulse survey's id: pinned in the playbook, cached in the ledger, else found by title (once)."""
+    ref = playbook.surveys.recovery_pulse
+    if ref.id:
+        return ref.id
+    cached = json.loads(ledger.get_watermark(PULSE_SURVEY_CACHE) or "{}")
+    if cached.get("title") == ref.title:
+        return cached["id"]
+    survey = sm.find_survey(ref.title)
+    if survey is None:
+        raise LookupError(f"no SurveyMonkey survey titled {ref.title!r}")
+    ledger.set_watermark(PULSE_SURVEY_CACHE, json.dumps({"title": ref.title, "id": survey["id"]}))
+    return survey["id"]
+
+
+def send_recovery_pulses(
+    sm, ledger, playbook: Playbook, today: dt.date, run_id: str | None = None, dry_run: bool = False
+) -> dict:
+    """Send the recovery pulse to the contact of every case closed with documentation, once per case.
+
+    Crash-safe like the invites: send rows (natural key ``recovery:<case_key>``, carrying ``case_key``)
+    are claimed (intent, with the message id) before recipients are added; a retry reconciles intents
+    against the message's recipients. One collector per sweep date.
+    """
+    from closed_loop.pipeline.dispatch import _complete_message  # the invites' crash-safe send
+
+    start = _with_calls(sm)
+    planned = _plan_recovery(ledger, playbook, today)
+    pending = [r for r in ledger.pending_intents() if r["kind"] == "recovery"]
+    out = {
+        "planned": len(planned),
+        "skipped": sum(r.get("status") in ("skipped", "opted_out") for r in planned),
+        "reconciled": 0,
+        "sent": 0,
+        "rejected": 0,
+        "dry_run": dry_run,
+    }
+    if dry_run:
+        log.info(
+            "send_recovery_pulses %s dry run: would plan %s, reconcile %d",
+            today,
+            [r["send_key"] for r in planned],
+            len(pending),
+        )
+        return out | {"api_calls": 0}
+    ledger.plan_sends(planned)
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for row in pending:
+        groups[(row["collector_id"], row["message_id"])].append(row)
+    for (collector_id, message_id), rows in groups.items():
+        if not (collector_id and message_id):
+            ledger.release_intents([r["send_key"] for r in rows])
+            continue
+        contacts = _contacts(ledger, [r["contact_id"] for r in rows])
+        sent, _ = _complete_message(sm, ledger, collector_id, message_id, rows, contacts, today, fresh=False)
+        out["reconciled"] += sent
+    due = ledger.sends_due(today, kind="recovery")
+    if due:
+        sm.budget_guard(5)
+        survey_id = pulse_survey_id(sm, ledger, playbook)
+        collector_id = sm.get_or_create_email_collector(survey_id, pulse_collector_name(today))["id"]
+        subject = f"How did we do with your feedback? ({playbook.company.name})"
+        body = render("recovery_pulse_invite.html", company=playbook.company.name)
+        message = sm.create_message(collector_id, "invite", subject, body)
+        claimed = set(
+            ledger.mark_send_intent(
+                [r["send_key"] for r in due],
+                run_id or "",
+                message_id=message["id"],
+                collector_id=collector_id,
+                survey_id=survey_id,
+            )
+        )
+        intents = [r | {"message_id": message["id"]} for r in due if r["send_key"] in claimed]
+        contacts = _contacts(ledger, [r["contact_id"] for r in intents])
+        sent, rejected = _complete_message(
+            sm, ledger, collector_id, message["id"], intents, contacts, today, fresh=True
+        )
+        out["sent"], out["rejected"] = sent, rejected
+    out["api_calls"] = _with_calls(sm) - start
+    log.info("send_recovery_pulses %s: %s", today, out)
+    return out
+
+
+# -- 4. ops digest -------------------------------------------------------------------------------------
+
+
+def ops_digest(
+    sender, ledger, playbook: Playbook, today: dt.date, run_id: str | None = None, dry_run: bool = False
+) -> dict:
+    """One email to ops with today's breaches, dissatisfied customers, documentation gaps, unreported
+    quarantines and unconfirmed emails; nothing when all are empty. Account names only, no PII."""
+    events = _events(ledger, on=today)
+    breaches, sad, gaps = [], [], []
+    for e in events:
+        d = e["details"] or {}
+        if e["kind"] == "escalation" and d.get("reason") == "overdue":
+            breaches.append(
+                {
+                    "account_name": d.get("account_name"),
+                    "step_title": d.get("step_title"),
+                    "due_date": d.get("due_date"),
+                    "owner_title": d.get("owner_title"),
+                }
+            )
+        elif e["kind"] == "escalation":
+            sad.append({"account_name": d.get("account_name"), "owner_title": d.get("owner_title")})
+        elif e["kind"] == "doc_missing":
+            gaps.append({"account_name": d.get("account_name")})
+    quarantined = ledger.unreported_quarantine()
+    groups = Counter((q["source"], q["reason"][:120]) for q in quarantined)
+    quarantines = [{"source": s, "reason": r, "count": n} for (s, r), n in sorted(groups.items())]
+    unconfirmed = outbox.unconfirmed_emails(ledger)
+    totals = {
+        "breaches": len(breaches),
+        "dissatisfied": len(sad),
+        "doc_gaps": len(gaps),
+        "quarantined": len(quarantined),
+        "unconfirmed": len(unconfirmed),
+    }
+    out = dict(totals, dry_run=dry_run, outcome="nothing")
+    if not any(totals.values()):
+        log.info("ops_digest %s: nothing to report", today)
+        return out
+    ctx = {
+        "company": playbook.company.name,
+        "day": today.isoformat(),
+        "breaches": breaches,
+        "dissatisfied": sad,
+        "doc_gaps": gaps,
+        "quarantines": quarantines,
+        "unconfirmed": unconfirmed,
+        "totals": totals,
+    }
+    key = email_key("digest", today)
+    message = outbox.build_message(
+        key,
+        playbook.people.ops_digest_emails,
+        f"Closed-loop SLA digest {today}",
+        render("ops_digest.txt", **ctx),
+        render("ops_digest.html", **ctx),
+    )
+    out["outcome"] = outbox.send_once(ledger, sender, key, message, "digest", run_id, dry_run)
+    if out["outcome"] == "sent":
+        ledger.mark_quarantine_reported([q["q_key"] for q in quarantined])
+        outbox.mark_unconfirmed(ledger, [u["email_key"] for u in unconfirmed])
+    log.info("ops_digest %s: %s", today, out)
+    if out["outcome"] == "failed":
+        raise RuntimeError("the ops digest was not accepted by the SMTP server; retry sends it")
+    return out

@@ -1,0 +1,492 @@
+"""Response intake against the sandbox: pipeline functions (no Airflow), checked on the sandbox's state.
+
+Expected owners and due dates are computed here from the sandbox's ground-truth records and the
+playbook's rules (MRR > 3000 -> the account's TSM, else the DOI; due = received + N business days,
+weekends and US holidays skipped), independently of the routing/plan code under test.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import holidays
+import pytest
+
+from closed_loop.domain.calendar import BusinessCalendar
+from closed_loop.domain.scoring import score_responses_naive
+from closed_loop.playbook import load_playbook
+
+PB = load_playbook()
+CAL = BusinessCalendar.from_playbook(PB)
+TODAY = date(2026, 7, 10)
+MAIN_TITLE = "Post-Implementation Feedback"
+PULSE_TITLE = "Post-Implementation Follow-up Pulse"
+ON_OPEN = {"acknowledge": 3, "investigate": 5, "internal_call": 10, "customer_call": 10,
+           "corrective_action": 21, "document": 21}  # fmt: skip
+
+
+# --- test helpers (also used by the operator and DAG tests) -------------------------------------------
+
+
+def sandbox_state(stack) -> dict:
+    return stack.sandbox.admin("GET", "state")
+
+
+def sync_ledger(stack) -> dict:
+    """Accounts and contacts from the sandbox's ground truth into the ledger (what dispatch syncs)."""
+    state = sandbox_state(stack)
+    users = state["sf"]["User"]
+    accounts = [
+        {
+            "sf_id": a["Id"],
+            "name": a["Name"],
+            "go_live_date": a["Go_Live_Date__c"],
+            "mrr": a["MRR__c"],
+            "tsm_user_id": a["Transition_Success_Manager__c"],
+            "tsm_username": users[a["Transition_Success_Manager__c"]]["Username"]
+            if a["Transition_Success_Manager__c"]
+            else None,
+            "at_risk": a["At_Risk__c"],
+        }
+        for a in state["sf"]["Account"].values()
+    ]
+    contacts = [
+        {
+            "sf_id": c["Id"],
+            "account_id": c["AccountId"],
+            "email": c["Email"],
+            "first_name": c["FirstName"],
+            "last_name": c["LastName"],
+            "is_impl_pm": c["Implementations_Project_Manager__c"],
+            "opted_out": c["HasOptedOutOfEmail"],
+        }
+        for c in state["sf"]["Contact"].values()
+    ]
+    stack.ledger.upsert_accounts(accounts)
+    stack.ledger.upsert_contacts(contacts)
+    return state
+
+
+def send_invites(stack, title=MAIN_TITLE, kind="invite", contacts=None, key=None, record=True) -> dict:
+    """Invite contacts (default: every flagged, not opted-out contact) through SurveyMonkeyHook and
+    record the sends in the ledger (plan_sends -> mark_send_intent -> mark_sent with recipient ids).
+    Returns {contact_id: send row}."""
+    from closed_loop.hooks import SurveyMonkeyHook
+
+    state = sandbox_state(stack)
+    if contacts is None:
+        contacts = [
+            c
+            for c in state["sf"]["Contact"].values()
+            if c["Implementations_Project_Manager__c"] and not c["HasOptedOutOfEmail"]
+        ]
+    key = key or (lambda c: f"{kind}:{c['Id']}")
+    with stack.connections():
+        sm = SurveyMonkeyHook()
+        survey = sm.find_survey(title)
+        collector = sm.get_or_create_email_collector(survey["id"], f"closed-loop {kind}")
+        message = sm.create_message(collector["id"], "invite", "Your feedback", "<p>[SurveyLink]</p>")
+        rows = [
+            {"send_key": key(c), "kind": kind, "account_id": c["AccountId"], "contact_id": c["Id"],
+             "due_date": "2026-07-01"}
+            for c in contacts
+        ]  # fmt: skip
+        if record:
+            stack.ledger.plan_sends(rows)
+            stack.ledger.mark_send_intent([r["send_key"] for r in rows], "test-run", message["id"],
+                                          collector["id"], survey["id"])  # fmt: skip
+        payload = [{"email": c["Email"], "first_name": c["FirstName"], "last_name": c["LastName"]}
+                   for c in contacts]  # fmt: skip
+        added = sm.add_recipients_bulk(collector["id"], message["id"], payload)
+        sm.send_message(collector["id"], message["id"])
+    by_email = {r["email"].lower(): str(r["id"]) for r in added["succeeded"]}
+    results = []
+    for row, c in zip(rows, contacts, strict=True):
+        rid = by_email.get(c["Email"].lower())
+        results.append({"send_key": row["send_key"], "status": "sent" if rid else "skipped",
+                        "recipient_id": rid, "survey_id": survey["id"]})  # fmt: skip
+    if record:
+        stack.ledger.mark_sent(results)
+    return {c["Id"]: r for c, r in zip(contacts, results, strict=True)}
+
+
+def advance(stack, **delta) -> None:
+    stack.sandbox.admin("POST", "clock", delta)
+
+
+def surveyed(stack, days: int = 6) -> dict:
+    """Ledger synced, every flagged contact invited, the clock moved on so respondents answer."""
+    sync_ledger(stack)
+    send_invites(stack)
+    advance(stack, advance_days=days)
+    stack.sandbox.admin("POST", "counters/reset")
+    return sandbox_state(stack)
+
+
+def hooks(stack):
+    from closed_loop.hooks import ClosedLoopSalesforceHook, SurveyMonkeyHook
+
+    return SurveyMonkeyHook(), ClosedLoopSalesforceHook()
+
+
+def run_intake(stack, dry_run=False, today=TODAY):
+    """One run of both tasks in process: (ingest summary, open summary, sm hook, sf hook)."""
+    from closed_loop.pipeline.intake import ingest_responses, open_cases
+
+    with stack.connections():
+        sm, sf = hooks(stack)
+        ingest = ingest_responses(sm, stack.ledger, PB, CAL, today, dry_run=dry_run)
+        opened = open_cases(sf, stack.ledger, PB, CAL, today, dry_run=dry_run)
+    return ingest, opened, sm, sf
+
+
+def survey_cases(state) -> list[dict]:
+    return [c for c in state["sf"].get("Case", {}).values() if c.get("Survey_Response_Id__c")]
+
+
+def survey_tasks(state) -> list[dict]:
+    return [t for t in state["sf"].get("Task", {}).values() if t.get("Closed_Loop_Key__c")]
+
+
+# --- the independent oracle ---------------------------------------------------------------------------
+
+US = holidays.country_holidays("US")
+CLOSURES = set(PB.calendar.closures)
+
+
+def business_days_after(day: date, n: int) -> date:
+    while n:
+        day += timedelta(days=1)
+        if day.weekday() < 5 and day not in US and day not in CLOSURES:
+            n -= 1
+    return day
+
+
+def expected_lead(account: dict, users: dict) -> tuple[str, str | None]:
+    """(lead username, flag) by the SOP: TSM when MRR > 3000 and a TSM exists, else the DOI."""
+    mrr, tsm = account["MRR__c"], account["Transition_Success_Manager__c"]
+    if mrr is None:
+        return "doi@closedloop.example", "mrr_missing"
+    if Decimal(str(mrr)) > 3000:
+        if tsm and users[tsm]["IsActive"]:
+            return users[tsm]["Username"], None
+        return "doi@closedloop.example", "tsm_missing"
+    return "doi@closedloop.example", None
+
+
+def main_survey(state) -> dict:
+    return next(s for s in state["sm"]["surveys"].values() if s["title"] == MAIN_TITLE)
+
+
+def ground_truth(stack, state, responses=None) -> dict:
+    """{response_id: expectation} for every completed main-survey response of a ledger recipient
+    (``responses``: the responses as served, when a fault alters them; default the sandbox's own)."""
+    survey = main_survey(state)
+    if responses is not None:
+        state = {**state, "sm": {**state["sm"], "responses": {r["id"]: r for r in responses}}}
+    sends = stack.ledger.send_by_recipient([r["recipient_id"] for r in state["sm"]["responses"].values()])
+    accounts = state["sf"]["Account"]
+    users = {u["Id"]: u for u in state["sf"]["User"].values()}
+    completed = [r for r in state["sm"]["responses"].values()
+                 if r["survey_id"] == survey["id"] and r["response_status"] == "completed"]  # fmt: skip
+    risk = {a["Id"]: a["At_Risk__c"] for a in accounts.values()}
+    resp_account = {r["recipient_id"]: sends[r["recipient_id"]]["account_id"] for r in completed
+                     if r["recipient_id"] in sends}  # fmt: skip
+    scores = {s.response_id: s for s in score_responses_naive(
+        {"id": survey["id"], "title": survey["title"], "pages": survey["pages"]}, completed, PB, risk,
+        resp_account).scores}  # fmt: skip
+    out = {}
+    for r in completed:
+        send = sends.get(r["recipient_id"])
+        if send is None:
+            continue
+        account = accounts[send["account_id"]]
+        lead, flag = expected_lead(account, users)
+        received = datetime.fromisoformat(r["date_modified"]).astimezone(ZoneInfo("America/New_York")).date()
+        out[r["id"]] = {
+            "negative": scores[r["id"]].negative,
+            "kinds": {t.kind for t in scores[r["id"]].triggers},
+            "headings": {t.heading for t in scores[r["id"]].triggers},
+            "topics": set(scores[r["id"]].topics),
+            "profile": r.get("_profile"),
+            "account": account,
+            "contact_id": send["contact_id"],
+            "lead": lead,
+            "flag": flag,
+            "due": {step: business_days_after(received, n) for step, n in ON_OPEN.items()},
+            "raw": r,
+        }
+    return out
+
+
+def user_ids(state) -> dict[str, str]:
+    return {u["Username"]: u["Id"] for u in state["sf"]["User"].values()}
+
+
+# --- tests --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def surveyed_stack(stack):
+    surveyed(stack)
+    return stack
+
+
+def test_every_negative_gets_the_right_case_and_tasks_and_reruns_add_nothing(surveyed_stack):
+    stack = surveyed_stack
+    started = time.perf_counter()
+    ingest, opened, sm, sf = run_intake(stack)
+    wall = time.perf_counter() - started
+    state = sandbox_state(stack)
+    truth = ground_truth(stack, state)
+    ids = user_ids(state)
+    cases = {c["Survey_Response_Id__c"]: c for c in survey_cases(state)}
+    tasks = {t["Closed_Loop_Key__c"]: t for t in survey_tasks(state)}
+    negatives = {rid for rid, t in truth.items() if t["negative"]}
+
+    # coverage of the seeded data: every trigger kind, both sides of the threshold, both topics
+    kinds = set().union(*(truth[r]["kinds"] for r in negatives))
+    assert kinds >= {"negative_answer", "low_score", "unresolved_issue", "follow_up_request",
+                     "alarming_comment"}, kinds  # fmt: skip
+    mrrs = [truth[r]["account"]["MRR__c"] for r in negatives]
+    assert any(m is None for m in mrrs) and any(m is not None and m > 3000 for m in mrrs)
+    assert any(m is not None and m <= 3000 for m in mrrs)
+    topic_sets = [truth[r]["topics"] for r in negatives]
+    assert {"implementation"} in topic_sets and any("marketing" in t for t in topic_sets)
+    assert any({"implementation", "marketing"} <= t for t in topic_sets)
+    assert len(truth) - len(negatives) > 0, "some positives"
+
+    assert set(cases) == negatives, "one Case per negative response, none for positives"
+    for rid in negatives:
+        t, case = truth[rid], cases[rid]
+        assert case["OwnerId"] == ids[t["lead"]], (rid, t["account"]["MRR__c"])
+        assert case["AccountId"] == t["account"]["Id"] and case["ContactId"] == t["contact_id"]
+        assert case["Origin"] == "Post-Implementation Survey" and case["Status"] == "New"
+        for step, due in t["due"].items():
+            task = tasks[f"{rid}:{step}"]
+            assert task["OwnerId"] == ids[t["lead"]], (rid, step)
+            assert task["ActivityDate"] == due.isoformat(), (rid, step)
+            assert task["WhatId"] == case["Id"] and task["WhoId"] == t["contact_id"]
+        assert all(h in case["Description"] for h in t["headings"]), rid
+    step_tasks = [k for k in tasks if not k.startswith("dq:")]
+    assert len(step_tasks) == len(negatives) * len(ON_OPEN)
+
+    # MRR exactly 3000 goes to the DOI; a null MRR goes to the DOI with a data-quality Task
+    at_3000 = [r for r in negatives if truth[r]["account"]["MRR__c"] == 3000]
+    for rid in at_3000:
+        assert cases[rid]["OwnerId"] == ids["doi@closedloop.example"]
+    flagged = {truth[r]["flag"] for r in negatives} - {None}
+    assert "mrr_missing" in flagged
+    dq = [t for k, t in tasks.items() if k.startswith("dq:")]
+    assert dq and all(t["OwnerId"] == ids["ops@closedloop.example"] for t in dq)
+    assert stack.ledger.unreported_quarantine() == []
+
+    # API calls equal the minimum
+    n = ingest.fetched
+    assert sm.calls_made == 1 + math.ceil(n / 100) + 1, "survey lookup + pages + details"
+    n_tasks = len(step_tasks) + len(dq)
+    assert sf.calls_made == 1 + math.ceil(len(negatives) / 200) + math.ceil(n_tasks / 200)
+    counters = stack.sandbox.admin("GET", "counters")
+    assert counters["sm"]["total"] == sm.calls_made and counters["sf"]["total"] == sf.calls_made
+    print(f"\nintake run: {n} responses, {len(negatives)} cases, {n_tasks} tasks in {wall:.2f} s; "
+          f"SM calls {sm.calls_made}, SF calls {sf.calls_made}")  # fmt: skip
+
+    # reruns: nothing new, one SurveyMonkey call (survey id cached), no Salesforce call
+    for _ in range(2):
+        again, reopened, sm2, sf2 = run_intake(stack)
+        assert again.cases_planned == 0 and reopened.cases_pending == 0
+        assert sm2.calls_made == 1 and sf2.calls_made == 0  # one page (the overlap), nothing to score
+    after = sandbox_state(stack)
+    assert len(survey_cases(after)) == len(cases) and len(survey_tasks(after)) == len(tasks)
+
+
+def _ledger_counts(ledger) -> dict:
+    frames = ledger.frames()
+    return {name: len(frame) for name, frame in frames.items() if name != "api_usage"}
+
+
+def test_dry_run_writes_nothing(surveyed_stack):
+    stack = surveyed_stack
+    before_ledger = _ledger_counts(stack.ledger)
+    ingest, opened, _, _ = run_intake(stack, dry_run=True)
+    assert ingest.dry_run and ingest.fetched > 0 and ingest.cases_planned > 0
+    state = sandbox_state(stack)
+    assert survey_cases(state) == [] and survey_tasks(state) == []
+    assert _ledger_counts(stack.ledger) == before_ledger
+    writes = {k: v for k, v in stack.sandbox.admin("GET", "counters")["sf"]["endpoints"].items()
+              if not k.startswith("GET")}  # fmt: skip
+    assert writes == {}
+
+
+def test_crash_between_salesforce_and_ledger_then_rerun_yields_one_case_and_one_set_of_tasks(
+    surveyed_stack, monkeypatch
+):
+    stack = surveyed_stack
+    ledger = stack.ledger
+    real_cases, real_steps = ledger.mark_case_created, ledger.mark_steps_created
+    boom = RuntimeError("worker killed")
+    monkeypatch.setattr(ledger, "mark_case_created", lambda *a, **k: (_ for _ in ()).throw(boom))
+    with pytest.raises(RuntimeError):
+        run_intake(stack)
+    state = sandbox_state(stack)
+    first = len(survey_cases(state))
+    assert first > 0 and survey_tasks(state) == []  # Cases reached Salesforce, the ledger never knew
+
+    monkeypatch.setattr(ledger, "mark_case_created", real_cases)
+    monkeypatch.setattr(ledger, "mark_steps_created", lambda *a, **k: (_ for _ in ()).throw(boom))
+    with pytest.raises(RuntimeError):
+        run_intake(stack)  # this time the Tasks reach Salesforce and the ledger misses them
+    monkeypatch.setattr(ledger, "mark_steps_created", real_steps)
+    _, opened, _, _ = run_intake(stack)
+    assert opened.cases_created == 0 and opened.tasks_created == 0 and opened.tasks_updated > 0
+    state = sandbox_state(stack)
+    cases = survey_cases(state)
+    keys = [t["Closed_Loop_Key__c"] for t in survey_tasks(state)]
+    assert len(cases) == first == len({c["Survey_Response_Id__c"] for c in cases})
+    assert len(keys) == len(set(keys)) and len([k for k in keys if not k.startswith("dq:")]) == first * 6
+    assert ledger.cases_needing_salesforce() == []
+
+
+def test_crash_after_recording_before_planning_is_replanned(surveyed_stack, monkeypatch):
+    from closed_loop.pipeline import intake
+
+    stack = surveyed_stack
+    monkeypatch.setattr(intake, "_store_plans", lambda *a: (_ for _ in ()).throw(RuntimeError("kill")))
+    with pytest.raises(RuntimeError):
+        run_intake(stack)
+    monkeypatch.undo()
+    ingest, opened, sm, _ = run_intake(stack)
+    assert ingest.fetched == 0 and ingest.replanned > 0 and ingest.cases_planned == ingest.replanned
+    assert opened.cases_created == ingest.replanned
+    assert sm.calls_made == 2  # the (empty) page and the details to re-score the stored raw JSON
+
+
+def test_unknown_respondent_and_unknown_choice_ids_are_quarantined_and_the_batch_proceeds(stack):
+    state = sync_ledger(stack)
+    contacts = [c for c in state["sf"]["Contact"].values()
+                if c["Implementations_Project_Manager__c"] and not c["HasOptedOutOfEmail"]]  # fmt: skip
+    stranger = contacts[:25]  # invited by someone else: SurveyMonkey knows them, the ledger does not
+    send_invites(stack, contacts=stranger, record=False, kind="manual")
+    send_invites(stack, contacts=contacts[25:])
+    advance(stack, advance_days=6)
+    stack.sandbox.admin("POST", "faults", {"sm_unknown_choice_ids": True})  # one bad id per response
+    with stack.connections():
+        served = list(hooks(stack)[0].iter_responses(survey_id=main_survey(state)["id"]))
+    ingest, opened, _, _ = run_intake(stack)
+    assert ingest.unknown_respondents > 0 and ingest.answer_problems == ingest.fetched == len(served)
+    assert ingest.recorded == ingest.fetched  # every response stored raw, none lost
+    quarantine = stack.ledger.read_frame("quarantine")
+    reasons = dict(zip(quarantine["q_key"], quarantine["reason"], strict=True))
+    unknown = [k for k in reasons if k.startswith("intake:unknown_respondent:")]
+    bad = [k for k in reasons if k.startswith("intake:answers:")]
+    assert len(unknown) == ingest.unknown_respondents and len(bad) == len(served)
+    assert all("unknown choice id" in reasons[k] for k in bad)
+    assert quarantine["reported_at"].notna().all(), "every item was sent to the data-quality owner"
+    state = sandbox_state(stack)
+    tasks = {t["Closed_Loop_Key__c"]: t for t in survey_tasks(state)}
+    ops = user_ids(state)["ops@closedloop.example"]
+    for q_key in reasons:
+        assert tasks[f"dq:{q_key}"]["OwnerId"] == ops
+    cases = {c["Survey_Response_Id__c"] for c in survey_cases(state)}
+    stored = {rid: stack.ledger.get_response(rid) for rid in (k.split(":")[-1] for k in unknown)}
+    assert all(r is not None and r["raw"] and r["account_id"] is None for r in stored.values())
+    assert not cases & set(stored), "no case for a respondent we cannot place"
+    truth = ground_truth(stack, state, served)
+    assert cases == {rid for rid, t in truth.items() if t["negative"]}, "the rest of the batch proceeded"
+    rerun, reopened, _, _ = run_intake(stack)
+    assert rerun.quarantined == 0 and reopened.alerts_sent == 0
+
+
+def test_customer_html_stays_inert_text(surveyed_stack):
+    stack = surveyed_stack
+    run_intake(stack)
+    state = sandbox_state(stack)
+    html = [r for r in state["sm"]["responses"].values() if "<script>" in str(r["pages"])]
+    assert html, "the seed has a <script> comment"
+    cases = {c["Survey_Response_Id__c"]: c for c in survey_cases(state)}
+    tasks = {t["Closed_Loop_Key__c"]: t for t in survey_tasks(state)}
+    for r in html:
+        comment = next(a["text"] for p in r["pages"] for q in p["questions"] for a in q["answers"]
+                       if "<script>" in a.get("text", ""))  # fmt: skip
+        if r["id"] in cases:  # plain-text fields hold the comment verbatim, as data
+            assert comment in cases[r["id"]]["Description"]
+            assert comment in tasks[f"{r['id']}:internal_call"]["Description"]
+        stored = stack.ledger.get_response(r["id"])
+        assert any(a["text"] == comment for a in stored["answers"])
+    describe = stack.sandbox.salesforce().Case.describe()
+    kind = next(f["type"] for f in describe["fields"] if f["name"] == "Description")
+    assert kind == "textarea", "Description is plain text: Salesforce never renders it as HTML"
+
+
+def test_salesforce_record_failures_are_quarantined_and_retried_next_run(surveyed_stack):
+    stack = surveyed_stack
+    stack.sandbox.admin("POST", "faults", {"sf_collection_fail_indexes": [0, 1]})  # first Case call
+    _, opened, _, _ = run_intake(stack)
+    assert opened.failures == 2 and opened.cases_created == opened.cases_pending - 2
+    failed = [q for q in stack.ledger.unreported_quarantine() if q["q_key"].startswith("salesforce:")]
+    assert len(failed) == 2 and all("UNABLE_TO_LOCK_ROW" in q["reason"] for q in failed)
+    _, reopened, _, _ = run_intake(stack)
+    assert reopened.cases_created == 2 and reopened.tasks_created == 12 and reopened.alerts_sent == 2
+    state = sandbox_state(stack)
+    truth = ground_truth(stack, state)
+    assert {c["Survey_Response_Id__c"] for c in survey_cases(state)} == {
+        rid for rid, t in truth.items() if t["negative"]
+    }
+    assert stack.ledger.cases_needing_salesforce() == []
+
+
+def test_inactive_owner_falls_back_to_the_doi_and_alerts(surveyed_stack):
+    stack = surveyed_stack
+    state = sandbox_state(stack)
+    truth = ground_truth(stack, state)
+    tsm_cases = {rid: t["lead"] for rid, t in truth.items() if t["negative"] and t["lead"].startswith("tsm")}
+    assert tsm_cases
+    gone = sorted(set(tsm_cases.values()))[0]
+    sf = stack.sandbox.salesforce()
+    sf.User.update(user_ids(state)[gone], {"IsActive": False})
+    _, opened, _, _ = run_intake(stack)
+    assert opened.failures == 0 and opened.owner_fallbacks > 0
+    state = sandbox_state(stack)
+    doi = user_ids(state)["doi@closedloop.example"]
+    cases = {c["Survey_Response_Id__c"]: c for c in survey_cases(state)}
+    for rid, lead in tsm_cases.items():
+        assert cases[rid]["OwnerId"] == (doi if lead == gone else user_ids(state)[lead])
+    assert any(q["q_key"] == f"intake_sf:owner:{gone}" for q in stack.ledger.read_frame(
+        "quarantine").to_dict("records"))  # fmt: skip
+
+
+def test_incremental_pulls_latency_and_recovery_pulses(surveyed_stack):
+    """Each run picks up everything completed before it: a response completed just after a run has its
+    Tasks at the end of the next one, i.e. within one schedule interval plus one run's wall time."""
+    stack = surveyed_stack
+    first, _, _, _ = run_intake(stack)
+    case = stack.ledger.get_case(first.case_keys[0])  # a recovery pulse to its contact, keyed by the case
+    contact = sandbox_state(stack)["sf"]["Contact"][case["contact_id"]]
+    send_invites(stack, title=PULSE_TITLE, kind="recovery", contacts=[contact],
+                 key=lambda c: f"recovery:{case['case_key']}")  # fmt: skip
+    timings, later = [], 0
+    for _ in range(8):
+        advance(stack, advance_hours=12)
+        started = time.perf_counter()
+        ingest, _, sm, _ = run_intake(stack)
+        timings.append(time.perf_counter() - started)
+        later += ingest.fetched
+        assert sm.calls_made <= 2 * (1 + math.ceil(ingest.fetched / 100)) + 1  # main + pulse (+ lookup)
+        state = sandbox_state(stack)
+        done = {r["id"] for r in state["sm"]["responses"].values() if r["response_status"] == "completed"}
+        recorded = set(stack.ledger.read_frame("responses")["response_id"])
+        assert done <= recorded, "every completed response is in the ledger after the next run"
+        tasks = {t["Closed_Loop_Key__c"] for t in survey_tasks(state)}
+        negatives = stack.ledger.read_frame("responses").query("negative == True and not is_recovery")
+        assert all(f"{rid}:acknowledge" in tasks for rid in negatives["response_id"])
+    responses = stack.ledger.read_frame("responses")
+    pulses = responses[responses["is_recovery"]]
+    assert later >= 1 and len(pulses) == 1, "the pulse arrived later and was pulled incrementally"
+    assert list(pulses["case_key"]) == [case["case_key"]] and not pulses["negative"].any()
+    assert len(survey_cases(sandbox_state(stack))) == first.cases_planned, "a pulse opens no new case"
+    assert stack.ledger.get_response(pulses["response_id"].iloc[0])["answers"], "pulse answers stored"
+    print(f"\nincremental runs: max {max(timings):.2f} s, mean {sum(timings) / len(timings):.2f} s")
