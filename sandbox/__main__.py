@@ -14,6 +14,7 @@ import trustme
 from sandbox import seed
 from sandbox.server import SandboxServer
 from sandbox.state import SandboxState
+from sandbox.testing import SandboxInfo
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -48,7 +49,7 @@ def _certificates(state_path: Path) -> tuple[Path, Path]:
         ca.private_key_pem.write_to_path(str(ca_key))
         os.chmod(ca_key, 0o600)
     server_pem = state_path.with_name(state_path.stem + ".server.pem")
-    cert = ca.issue_cert("127.0.0.1", "localhost", "::1")
+    cert = ca.issue_cert("127.0.0.1", "localhost", "::1", "sandbox")  # "sandbox": the compose service name
     cert.private_key_and_cert_chain_pem.write_to_path(str(server_pem))
     os.chmod(server_pem, 0o600)
     return ca_file, server_pem
@@ -79,20 +80,17 @@ def main(argv: list[str] | None = None) -> int:
     server = SandboxServer(args.host, args.port, state, str(server_pem), args.save_interval)
     port = server.server_address[1]
     base = f"https://{args.host}:{port}"
-    print(
-        json.dumps(
-            {
-                "sf_instance_url": base,
-                "sm_base_url": base + "/v3",
-                "ca_file": str(ca_file),
-                "sf_access_token": state.data["tokens"]["sf"],
-                "sm_access_token": state.data["tokens"]["sm"],
-                "admin_url": base + "/_sandbox",
-                "pid": os.getpid(),
-            }
-        ),
-        flush=True,
-    )
+    info = {
+        "sf_instance_url": base,
+        "sm_base_url": base + "/v3",
+        "ca_file": str(ca_file),
+        "sf_access_token": state.data["tokens"]["sf"],
+        "sm_access_token": state.data["tokens"]["sm"],
+        "admin_url": base + "/_sandbox",
+        "pid": os.getpid(),
+    }
+    info["airflow_conn_env"] = SandboxInfo(**info).airflow_conn_env()
+    print(json.dumps(info), flush=True)
 
     def stop(signum: int, frame: object) -> None:
         raise SystemExit(0)

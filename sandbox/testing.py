@@ -124,7 +124,9 @@ def run_sandbox(
     try:
         if not lines or not lines[0].strip():
             raise RuntimeError(f"sandbox did not start (exit code {proc.poll()})")
-        yield SandboxInfo(**json.loads(lines[0]), state_file=str(state_file))
+        info = json.loads(lines[0])
+        info.pop("airflow_conn_env", None)  # derived: SandboxInfo.airflow_conn_env() rebuilds it
+        yield SandboxInfo(**info, state_file=str(state_file))
     finally:
         proc.terminate()
         try:

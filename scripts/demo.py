@@ -2,9 +2,9 @@
 
 Starts the sandbox (Salesforce + SurveyMonkey over HTTPS, seeded), a local SMTP sink writing
 demo-output/outbox/*.eml and a SQLite ledger; migrates a SQLite AIRFLOW_HOME (.airflow-demo); then walks
-a simulated quarter week by week, moving the sandbox clock and running the four DAGs through the real
-Airflow CLI (`airflow dags test <dag> <date>`) for each logical date; reruns the last dates to show that a
-rerun creates nothing; prints a summary and writes demo-output/summary.json and quarterly_report.html.
+a simulated quarter fortnight by fortnight, moving the sandbox clock and running the four DAGs through
+the real Airflow CLI (`airflow dags test <dag> <date>`) for each logical date; reruns the last dates to show
+that a rerun creates nothing; prints a summary, writes demo-output/summary.json and quarterly_report.html.
 """
 
 from __future__ import annotations
@@ -164,8 +164,9 @@ def print_summary(summary: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--start", type=date.fromisoformat, default=date(2026, 6, 30))
-    parser.add_argument("--end", type=date.fromisoformat, default=date(2026, 9, 29))
-    parser.add_argument("--step-days", type=int, default=7)
+    parser.add_argument("--end", type=date.fromisoformat, default=date(2026, 9, 22))
+    parser.add_argument("--step-days", type=int, default=14)
+    parser.add_argument("--accounts", type=int, default=150)
     parser.add_argument("--report-date", type=date.fromisoformat, default=date(2026, 10, 1))
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
@@ -178,7 +179,9 @@ def main(argv: list[str] | None = None) -> int:
         f"closed-loop demo: {args.start} -> {args.report_date}, every {args.step_days} days, seed {args.seed}"
     )
     clock = f"{args.start.isoformat()}T06:00:00Z"
-    with LocalStack(OUT / "state", seed=args.seed, outbox=OUT / "outbox", start_clock=clock) as stack:
+    with LocalStack(
+        OUT / "state", seed=args.seed, outbox=OUT / "outbox", start_clock=clock, accounts=args.accounts
+    ) as stack:
         cli = stack.airflow(HOME, CLOSED_LOOP_REPORT_DIR=str(OUT / "reports"))
         (OUT / "connections.env").write_text("".join(f"export {k}='{v}'\n" for k, v in cli.extra_env.items()))
         print(

@@ -210,7 +210,8 @@ def _flatten(responses: Iterable[Mapping[str, Any]]) -> _Raw:
             continue
         raw.order.append(rid)
         raw.recipients[rid] = _as_id(resp.get("recipient_id"))
-        pages = resp.get("pages") or []
+        pages = resp.get("pages")
+        pages = [] if pages is None else pages  # "" or 0 are garbled, not "no pages": reported below
         if not isinstance(pages, list):
             raw.problems[rid].append((seq, "'pages' is not a list"))
             continue

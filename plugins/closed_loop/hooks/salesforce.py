@@ -151,6 +151,8 @@ class ClosedLoopSalesforceHook(SalesforceHook):
             return retrying(fn, *args, **kwargs)
         except SalesforceError as exc:
             raise _typed_error(exc) from None
+        except requests.JSONDecodeError:  # a 2xx whose body is not JSON (the call may have run)
+            raise SalesforceApiError("BAD_RESPONSE", "the reply is not valid JSON") from None
         except requests.Timeout:
             raise SalesforceApiError("TIMEOUT", f"no answer within {self.timeout:g} s") from None
         except requests.ConnectionError as exc:

@@ -429,7 +429,7 @@ def _send_batch(sm, ledger, survey_id, playbook, today, run_id, rows, contacts) 
         survey_id=survey_id,
     ))  # fmt: skip
     intents = [r | {"message_id": message["id"]} for r in rows if r["send_key"] in claimed]
-    return _complete_message(sm, ledger, collector_id, message["id"], intents, contacts, today, fresh=True)
+    return complete_message(sm, ledger, collector_id, message["id"], intents, contacts, today, fresh=True)
 
 
 def _invite_text(playbook) -> tuple[str, str]:
@@ -453,10 +453,11 @@ def record_recipients(ledger, mapping: Mapping[str, str]) -> None:
             )
 
 
-def _complete_message(
+def complete_message(
     sm, ledger, collector_id, message_id, intents, contacts, today, *, fresh
 ) -> tuple[int, int]:
-    """Bring one invite message to "sent" with exactly its intents as recipients, and record it.
+    """Bring one invite message (survey invite or recovery pulse) to "sent" with exactly its intents as
+    recipients, and record it. Shared by survey_dispatch and the sweep's recovery pulses.
 
     ``fresh``: the message was created in this run (not sent, no recipients: skip the GETs).
     A message already sent cannot gain recipients: intents missing from it return to planned.
@@ -529,7 +530,7 @@ def _mark_outcomes(ledger, accepted, present, duplicates, collector_id, message_
 
 def _reconcile_intents(sm, ledger, today) -> int:
     """Finish (or release) intents left by a crashed or failed run; returns how many were recorded sent."""
-    pending = ledger.pending_intents()
+    pending = [r for r in ledger.pending_intents() if r["kind"] == "invite"]  # pulses: the sweep's
     if not pending:
         return 0
     with ledger.session() as s:
@@ -543,7 +544,7 @@ def _reconcile_intents(sm, ledger, today) -> int:
         if not (collector_id and message_id):
             ledger.release_intents([r["send_key"] for r in rows])
             continue
-        sent, _ = _complete_message(sm, ledger, collector_id, message_id, rows, contacts, today, fresh=False)
+        sent, _ = complete_message(sm, ledger, collector_id, message_id, rows, contacts, today, fresh=False)
         done += sent
     log.info("send_invites %s: reconciled %d pending intents, %d sent", today, len(pending), done)
     return done

@@ -17,6 +17,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -187,12 +188,28 @@ def _fetch(sm_hook, ledger, survey_id: str, overlap_minutes: int) -> tuple[list[
     for raw in sm_hook.iter_responses(survey_id=survey_id, start_modified_at=since, per_page=100):
         if not isinstance(raw, dict):
             continue
+        raw = _storable(raw)
         by_id[str(raw.get("id"))] = raw
         modified = _parse_ts(raw.get("date_modified"))
         if modified and (newest is None or modified > newest):
             newest = modified
     fresh = _changed(ledger, list(by_id.values()))
     return fresh, newest.isoformat() if newest and newest != previous else None
+
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _storable(value: Any) -> Any:
+    """The response with text every database stores: lone surrogates (non-UTF-8 bytes escaped in the
+    JSON) become U+FFFD and NUL characters are dropped; otherwise one such comment fails the batch."""
+    if isinstance(value, str):
+        return _UNSTORABLE.sub(lambda m: "" if m.group() == "\x00" else "\ufffd", value)
+    if isinstance(value, dict):
+        return {k: _storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    return value
 
 
 def _changed(ledger, raws: list[dict]) -> list[dict]:

@@ -838,7 +838,7 @@ def send_recovery_pulses(
     are claimed (intent, with the message id) before recipients are added; a retry reconciles intents
     against the message's recipients. One collector per sweep date.
     """
-    from closed_loop.pipeline.dispatch import _complete_message  # the invites' crash-safe send
+    from closed_loop.pipeline.dispatch import complete_message  # the invites' crash-safe send
 
     start = _with_calls(sm)
     planned = _plan_recovery(ledger, playbook, today)
@@ -868,7 +868,7 @@ def send_recovery_pulses(
             ledger.release_intents([r["send_key"] for r in rows])
             continue
         contacts = _contacts(ledger, [r["contact_id"] for r in rows])
-        sent, _ = _complete_message(sm, ledger, collector_id, message_id, rows, contacts, today, fresh=False)
+        sent, _ = complete_message(sm, ledger, collector_id, message_id, rows, contacts, today, fresh=False)
         out["reconciled"] += sent
     due = ledger.sends_due(today, kind="recovery")
     if due:
@@ -889,7 +889,7 @@ def send_recovery_pulses(
         )
         intents = [r | {"message_id": message["id"]} for r in due if r["send_key"] in claimed]
         contacts = _contacts(ledger, [r["contact_id"] for r in intents])
-        sent, rejected = _complete_message(
+        sent, rejected = complete_message(
             sm, ledger, collector_id, message["id"], intents, contacts, today, fresh=True
         )
         out["sent"], out["rejected"] = sent, rejected

@@ -1,0 +1,157 @@
+"""Crash injection: for each side-effecting step, kill the worker right before and right after the external
+call (or the ledger commit), rerun, and audit the sandbox, the SMTP sink and the ledger: no duplicate, no
+lost response, ledger and sandbox agree, nothing left pending."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from reliability_helpers import (
+    PB,
+    PIPELINES,
+    START,
+    SWEEP_DAY,
+    SimulatedCrash,
+    World,
+    assert_clean,
+    audit,
+    inject,
+)
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+
+# (id, pipeline, injection target, match, what it stands for)
+STEPS = [
+    ("recipients-added", "dispatch", "sm.add_recipients_bulk", None, "invite recipients added"),
+    ("invite-sent", "dispatch", "sm.send_message", None, "invite message sent"),
+    ("invite-ledger-commit", "dispatch", "ledger.mark_sent", "sent", "ledger commit of the sent invites"),
+    ("reminder-sent", "reminders", "sm.send_message", None, "reminder message sent"),
+    ("lp-reminder-task", "reminders", "sf.upsert_records", "task", "LP reminder Task upserted"),
+    ("responses-commit", "intake", "ledger.record_responses", None, "ledger commit of responses+watermark"),
+    ("case-upserted", "intake", "sf.upsert_records", "case", "Case upserted"),
+    ("tasks-upserted", "intake", "sf.upsert_records", "task", "step Tasks upserted"),
+    ("escalation-task", "sweep", "sf.upsert_records", "task", "escalation / activated-step Tasks upserted"),
+    ("email-sent", "sweep", "mail.send_message", None, "notice email handed to SMTP"),
+    ("pulse-recipients", "sweep", "sm.add_recipients_bulk", None, "recovery pulse recipients added"),
+    ("pulse-sent", "sweep", "sm.send_message", None, "recovery pulse sent"),
+]
+SCENARIOS = [
+    pytest.param(pipeline, target, match, when, label, id=f"{sid}-{when}")
+    for sid, pipeline, target, match, label in STEPS
+    for when in ("before", "after")
+]
+
+
+def check_complete(w: World, pipeline: str, report: dict) -> None:
+    """Everything the run had to do got done (no loss), beyond the audit's invariants."""
+    if pipeline == "dispatch":
+        assert w.ledger.sends_due(START, kind="invite") == []
+        sent = [r for r in w.ledger.sends_for_contacts(_all_contacts(w)) if r["status"] == "sent"]
+        assert sent and report["totals"]["invites"] == len(sent)
+    elif pipeline == "reminders":
+        reminders = [m for m in w.admin("GET", "messages") if m["type"] == "reminder" and m["status"] == "sent"]
+        assert len(reminders) == 1 and report["totals"]["reminders"] > 0
+    elif pipeline == "intake":
+        from tests.integration.test_intake_pipeline import ground_truth, sandbox_state
+
+        state = sandbox_state(w.stack)
+        negatives = {rid for rid, t in ground_truth(w.stack, state).items() if t["negative"]}
+        assert negatives and report["totals"]["cases"] == len(negatives)
+        keys = {t["Closed_Loop_Key__c"] for t in state["sf"]["Task"].values() if t.get("Closed_Loop_Key__c")}
+        assert all(f"{rid}:{step}" in keys for rid in negatives for step in ("acknowledge", "document"))
+        assert w.ledger.cases_needing_salesforce() == []
+    else:
+        _check_sweep_complete(w)
+
+
+def _all_contacts(w: World) -> list[str]:
+    return [c["Id"] for c in w.admin("GET", "records/Contact")]
+
+
+def _check_sweep_complete(w: World) -> None:
+    from closed_loop.pipeline import sweep
+
+    plan = w.notes["plan"]
+    events = {e["event_key"]: e for e in w.ledger.sla_events()}
+    assert plan["breaches"], "the scenario has breaches to escalate"
+    for _case_key, step in plan["breaches"]:
+        assert events[f"escalation:{step['step_key']}"]["sf_task_id"], step["step_key"]
+    assert all(e["sf_task_id"] for e in events.values() if e["kind"] in ("escalation", "doc_missing"))
+    for case_key in plan["close"]:
+        send = w.ledger.get_send(sweep.recovery_key(case_key))
+        assert send and send["status"] in ("sent", "bounced", "opted_out", "skipped"), case_key
+    assert w.ledger.get_email(f"digest:{SWEEP_DAY}")["status"] == "sent"
+    todays = [e for e in events.values() if e["occurred_on"] == SWEEP_DAY]
+    cases = {c: w.ledger.get_case(c) for c in {e["case_key"] for e in todays}}
+    for e in todays:
+        assert w.ledger.get_email(sweep._notice_key(e, cases, SWEEP_DAY)), e["event_key"]
+
+
+@pytest.mark.parametrize(("pipeline", "target", "match", "when", "label"), SCENARIOS)
+def test_crash_then_rerun(world, monkeypatch, record, pipeline, target, match, when, label):
+    setup, run = PIPELINES[pipeline]
+    setup(world)
+    world.notes["intake_ran"] = pipeline == "intake"
+    fired = inject(monkeypatch, world, target, when, match)
+    with pytest.raises(SimulatedCrash):
+        run(world, run_id="crashed")
+    assert fired, "the injection point was reached"
+    monkeypatch.undo()
+
+    run(world.fresh_hooks(), run_id="retry")
+    run(world.fresh_hooks(), run_id="rerun")  # and a rerun of the finished run is a no-op
+    report = audit(world)
+    withheld = 1 if (target == "mail.send_message" and when == "before") else 0
+    assert_clean(report, withheld=withheld)
+    check_complete(world, pipeline, report)
+    if withheld:  # at most once: never resent automatically, listed for ops in the next digest
+        from closed_loop.pipeline import outbox
+
+        [pending] = outbox.unconfirmed_emails(world.ledger, older_than=dt.timedelta(0))
+        assert pending["email_key"].startswith(("lp_notice", "escalation", "doc_missing"))
+    record(f"crash {when} {label}", "duplicates 0, lost 0, ledger = sandbox",
+           withheld=withheld, **report["totals"])  # fmt: skip
+
+
+KILLS = [
+    pytest.param("dispatch", "sm.send_message", "after", None, id="kill-after-invite-sent"),
+    pytest.param("intake", "ledger._set_watermark", "before", "responses_watermark",
+                 id="kill-inside-responses-transaction"),  # fmt: skip
+    pytest.param("sweep", "mail.send_message", "after", None, id="kill-after-smtp-accepted"),
+]
+
+
+@pytest.mark.parametrize(("pipeline", "target", "when", "match"), KILLS)
+def test_process_killed_then_rerun(world, record, pipeline, target, when, match):
+    """The whole task process dies (os._exit: no exception handler, no commit), then a new one reruns."""
+    setup, run = PIPELINES[pipeline]
+    setup(world)
+    world.notes["intake_ran"] = pipeline == "intake"
+    env = {
+        **os.environ,
+        **world.stack.conn_env,
+        "PYTHONPATH": os.pathsep.join([str(REPO / "plugins"), str(REPO), str(HERE)]),
+    }
+    args = [sys.executable, str(HERE / "kill_runner.py"), pipeline, target, when, *([match] if match else [])]
+    proc = subprocess.run(args, env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 137, proc.stderr[-3000:]
+    if pipeline == "intake":  # the killed transaction left nothing behind: no response, no watermark
+        assert world.ledger.read_frame("responses").empty
+    run(world.fresh_hooks(), run_id="retry")
+    run(world.fresh_hooks(), run_id="rerun")
+    report = audit(world)
+    assert_clean(report)
+    check_complete(world, pipeline, report)
+    record(f"process killed {when} {target} ({pipeline})", "duplicates 0, lost 0, ledger = sandbox",
+           **report["totals"])  # fmt: skip
+
+
+def test_playbook_is_the_default_one():
+    """The scenarios above run on the shipped playbook (one reminder, recovery pulses on close)."""
+    assert PB.recovery.send_on_close and PB.dispatch.reminder_delay_days == 5
