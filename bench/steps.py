@@ -44,7 +44,7 @@ def _jsonable(value):
 def _naive_sm(sm, ledger, playbook, n: int) -> dict:
     """The same n responses fetched one per call (per_page=1 paging: the sandbox, like SurveyMonkey's
     bulk listing, has no cheaper single-response read) and 100 per call."""
-    from closed_loop.pipeline.intake import resolve_survey_id
+    from closed_loop.pipeline.surveys import resolve_survey_id
 
     survey_id = resolve_survey_id(sm, ledger, playbook.surveys.main)
     out = {}

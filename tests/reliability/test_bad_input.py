@@ -50,7 +50,8 @@ def test_broken_salesforce_json_on_an_upsert_stops_cleanly(world, monkeypatch, r
     monkeypatch.undo()
     report = _finish(world)
     record(f"Salesforce {fault.split('_', 1)[1]} reply to the Case upsert",
-           "SalesforceApiError BAD_RESPONSE; next run updated the same Cases", **report["totals"])  # fmt: skip
+           "SalesforceApiError BAD_RESPONSE; next run updated the same Cases",
+           **report["totals"])  # fmt: skip
 
 
 def _comment_question(state) -> str:
@@ -168,9 +169,10 @@ def test_unknown_choice_ids_are_reported_per_response(world, record):
 
 def test_mrr_as_text_and_odd_dates_from_salesforce(world, monkeypatch, record):
     """Text MRR routes to the DOI with a 'not a number' flag; an odd go-live date is not guessed."""
+    from reliability_helpers import START
+
     from closed_loop.domain.routing import AccountFacts, parse_mrr, route
     from closed_loop.pipeline import dispatch
-    from reliability_helpers import START
 
     assert parse_mrr("about 4k") == (None, True) and parse_mrr("3,500.00")[0] is not None
     decision = route(AccountFacts("001X", "Acme", "about 4k", "tsm1@closedloop.example"), (), PB)
@@ -235,8 +237,9 @@ MUTATIONS = {
         {"id": draw(st.text("0123456789", min_size=1, max_size=6)), "answers": [{"text": "x"}]}
     ),
     "answer_not_object": lambda raw, draw: raw["pages"][0]["questions"][0]["answers"].append(draw(JUNK)),
-    "text_not_string": lambda raw, draw: _answers(raw)[-1].update(text=draw(st.integers() | st.lists(
-        st.text(max_size=2), max_size=2))),  # fmt: skip
+    "text_not_string": lambda raw, draw: _answers(raw)[-1].update(
+        text=draw(st.integers() | st.lists(st.text(max_size=2), max_size=2))
+    ),  # fmt: skip
     "choice_not_id": lambda raw, draw: _answers(raw)[1].update(choice_id=draw(st.floats() | st.booleans())),
     "pages_not_list": lambda raw, draw: raw.update(pages=draw(st.text(max_size=5) | st.integers())),
     "question_without_answers": lambda raw, draw: raw["pages"][-1]["questions"].append({"id": "6"}),

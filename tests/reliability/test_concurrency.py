@@ -23,7 +23,9 @@ def pg_world(tmp_path):
     """A LocalStack whose ledger is a throw-away PostgreSQL database (dropped afterwards)."""
     from closed_loop.devtools.stack import LocalStack
 
-    admin = create_engine(f"{SERVER}/postgres", isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+    admin = create_engine(
+        f"{SERVER}/postgres", isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3}
+    )
     name = f"closed_loop_rel_{secrets.token_hex(4)}"
     try:
         with admin.connect() as conn:

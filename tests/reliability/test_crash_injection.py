@@ -20,6 +20,8 @@ from reliability_helpers import (
     World,
     assert_clean,
     audit,
+    dispatch_run,
+    dispatch_setup,
     inject,
 )
 
@@ -55,7 +57,9 @@ def check_complete(w: World, pipeline: str, report: dict) -> None:
         sent = [r for r in w.ledger.sends_for_contacts(_all_contacts(w)) if r["status"] == "sent"]
         assert sent and report["totals"]["invites"] == len(sent)
     elif pipeline == "reminders":
-        reminders = [m for m in w.admin("GET", "messages") if m["type"] == "reminder" and m["status"] == "sent"]
+        reminders = [
+            m for m in w.admin("GET", "messages") if m["type"] == "reminder" and m["status"] == "sent"
+        ]
         assert len(reminders) == 1 and report["totals"]["reminders"] > 0
     elif pipeline == "intake":
         from tests.integration.test_intake_pipeline import ground_truth, sandbox_state
@@ -121,8 +125,13 @@ def test_crash_then_rerun(world, monkeypatch, record, pipeline, target, match, w
 
 KILLS = [
     pytest.param("dispatch", "sm.send_message", "after", None, id="kill-after-invite-sent"),
-    pytest.param("intake", "ledger._set_watermark", "before", "responses_watermark",
-                 id="kill-inside-responses-transaction"),  # fmt: skip
+    pytest.param(
+        "intake",
+        "ledger._set_watermark",
+        "before",
+        "responses_watermark",
+        id="kill-inside-responses-transaction",
+    ),  # fmt: skip
     pytest.param("sweep", "mail.send_message", "after", None, id="kill-after-smtp-accepted"),
 ]
 
@@ -152,6 +161,21 @@ def test_process_killed_then_rerun(world, record, pipeline, target, when, match)
            **report["totals"])  # fmt: skip
 
 
-def test_playbook_is_the_default_one():
-    """The scenarios above run on the shipped playbook (one reminder, recovery pulses on close)."""
-    assert PB.recovery.send_on_close and PB.dispatch.reminder_delay_days == 5
+def test_the_audit_sees_duplicates_and_disagreements(world):
+    """The audit is not toothless: a second invite and a second email sent behind the ledger's back."""
+    from closed_loop.pipeline import outbox
+
+    dispatch_setup(world)
+    dispatch_run(world)
+    person = next(m for m in world.admin("GET", "messages") if m["status"] == "sent")["recipients"][0]
+    survey = world.sm.find_survey(PB.surveys.main.title)
+    collector = world.sm.get_or_create_email_collector(survey["id"], "rogue")
+    message = world.sm.create_message(collector["id"], "invite", "Again", "<p>[SurveyLink]</p>")
+    world.sm.add_recipients_bulk(collector["id"], message["id"], [{"email": person["email"]}])
+    world.sm.send_message(collector["id"], message["id"])
+    for _ in range(2):
+        world.mail.send_message(outbox.build_message("rogue:1", ["ops@example.test"], "x", "y"))
+    report = audit(world)
+    assert report["duplicate_invites"] == 1 and report["duplicate_emails"] == 1
+    assert any("delivered without a ledger row" in d for d in report["disagreements"])
+    assert any("ledger does not say so" in d for d in report["disagreements"])

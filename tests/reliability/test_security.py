@@ -3,7 +3,6 @@ SOQL escaping of hostile values, customer HTML inert in Tasks and emails, TLS ve
 
 from __future__ import annotations
 
-import datetime as dt
 import email
 import json
 import logging
@@ -57,11 +56,14 @@ def leaks(text: str, needles: list[str]) -> list[str]:
 
 @pytest.mark.airflow
 def test_whole_dags_print_no_secret_and_no_pii(stack, airflow_home, record):
-    """survey_dispatch -> (respondents answer) -> response_intake -> sla_sweep, through `airflow dags test`."""
+    """survey_dispatch -> (respondents answer) -> response_intake -> sla_sweep via `airflow dags test`."""
     from closed_loop.devtools.airflow_cli import AirflowCli
 
     env = dict(stack.conn_env)
-    sf_conn = json.loads(env["AIRFLOW_CONN_SALESFORCE_DEFAULT"]) | {"login": "integration", "password": SF_PASSWORD}
+    sf_conn = json.loads(env["AIRFLOW_CONN_SALESFORCE_DEFAULT"]) | {
+        "login": "integration",
+        "password": SF_PASSWORD,
+    }
     env["AIRFLOW_CONN_SALESFORCE_DEFAULT"] = json.dumps(sf_conn)
     cli = AirflowCli(airflow_home.home, env)
     w = World.__new__(World)
@@ -99,7 +101,9 @@ def test_pipelines_log_no_pii_at_info(world, caplog, record):
 
     sweep.read_back(world.sf, world.ledger, PB, CAL, SWEEP_DAY)
     sweep_run(world)
-    text = "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in caplog.records if r.levelno >= logging.INFO)
+    text = "\n".join(
+        f"{r.getMessage()} {r.exc_text or ''}" for r in caplog.records if r.levelno >= logging.INFO
+    )
     assert "intake:" in text and "progress_and_escalate" in text, "the pipelines did log"
     pii = pii_of(world)
     assert leaks(text, pii) == [] and leaks(text, secrets_of(world.stack)) == []
@@ -168,8 +172,10 @@ def test_customer_html_renders_inert_in_tasks_and_emails(world, record):
     describe = world.stack.sandbox.salesforce().Task.describe()
     kind = next(f["type"] for f in describe["fields"] if f["name"] == "Description")
     assert kind == "textarea" and tasks, "Task Description is plain text: never rendered as HTML"
-    record("account name with <script>/<img onerror> in sweep emails and Tasks",
-           f"escaped in {len(with_name)} HTML emails (Jinja autoescape); Tasks are plain-text fields")
+    record(
+        "account name with <script>/<img onerror> in sweep emails and Tasks",
+        f"escaped in {len(with_name)} HTML emails (Jinja autoescape); Tasks are plain-text fields",
+    )
 
 
 # -- TLS -----------------------------------------------------------------------------------------------
@@ -202,10 +208,7 @@ def test_a_wrong_ca_is_refused_by_both_hooks(world, monkeypatch, tmp_path, recor
         world.sm.request("GET", "/users/me")
     with pytest.raises(SalesforceApiError, match="CONNECTION_ERROR: SSLError"):
         list(world.sf.query("SELECT Id FROM Account LIMIT 1"))
-    record("hooks with a CA bundle that did not sign the server certificate",
-           "SSLError on both APIs (REQUESTS_CA_BUNDLE cannot override it)")
-
-
-def test_dry_run_dates_do_not_matter_for_security():
-    """Guard: the scenarios above use the sandbox's default start (2026-07-01)."""
-    assert dt.date(2026, 7, 1) == START
+    record(
+        "hooks with a CA bundle that did not sign the server certificate",
+        "SSLError on both APIs (REQUESTS_CA_BUNDLE cannot override it)",
+    )

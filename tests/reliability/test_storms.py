@@ -190,8 +190,11 @@ def test_surveymonkey_daily_budget_spent_at_the_send(world, monkeypatch, record)
     world.admin("POST", "config", {"sm_day_limit": 500})
     world.admin("POST", "rate-limits/reset")
     report = _finish(world, "dispatch")
-    record("SurveyMonkey daily limit reached at the send POST",
-           "intents kept; after the reset the rerun sent the same message once", **report["totals"])
+    record(
+        "SurveyMonkey daily limit reached at the send POST",
+        "intents kept; after the reset the rerun sent the same message once",
+        **report["totals"],
+    )
 
 
 def test_salesforce_daily_budget_spent_mid_run(world, monkeypatch, record):

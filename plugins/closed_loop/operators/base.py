@@ -65,6 +65,13 @@ class ClosedLoopBaseOperator(BaseOperator):
 
     @staticmethod
     def logical_day(context: Any) -> date:
-        """The run's logical date as a calendar date: every date decision uses it, never the wall clock."""
-        logical = context.get("logical_date") or context["data_interval_end"]
-        return logical.date()
+        """The run's logical date as a calendar date: every date decision uses it, never the wall clock.
+
+        Airflow 3 runs triggered without a logical date (UI, API) fall back to the run's ``run_after``."""
+        for key in ("logical_date", "data_interval_end"):
+            if context.get(key) is not None:
+                return context[key].date()
+        run_after = getattr(context.get("dag_run"), "run_after", None)
+        if run_after is None:
+            raise ValueError("the run has neither a logical date nor run_after")
+        return run_after.date()

@@ -27,13 +27,13 @@ from sqlalchemy import select, update
 from closed_loop.ledger.models import Account, Case, Contact, SurveySend, Watermark
 from closed_loop.ledger.types import to_date, to_utc, utcnow
 from closed_loop.ledger.upsert import upsert
+from closed_loop.pipeline.surveys import require_survey_id
 
 log = logging.getLogger(__name__)
 
 UTC = dt.UTC
 ACCOUNT_WATERMARK = "survey_dispatch.accounts.system_modstamp"
 CONTACT_WATERMARK = "survey_dispatch.contacts.system_modstamp"
-SURVEY_CACHE = "survey_dispatch.survey_id"
 BULK_CHUNK = 500  # contacts per recipients/bulk call
 SF_PAGE = 2000  # records per SOQL page
 NOT_RESPONDED = "not_responded"
@@ -346,21 +346,6 @@ def _save_registry(ledger, today: dt.date, registry: dict) -> None:
     ledger.set_watermark(_registry_name(today), json.dumps(registry, sort_keys=True))
 
 
-def survey_id_for(sm, ledger, playbook) -> str:
-    """The main survey's id: pinned in the playbook, cached in the ledger, else found by title (once)."""
-    ref = playbook.surveys.main
-    if ref.id:
-        return ref.id
-    cached = json.loads(ledger.get_watermark(SURVEY_CACHE) or "{}")
-    if cached.get("title") == ref.title:
-        return cached["id"]
-    survey = sm.find_survey(ref.title)
-    if survey is None:
-        raise LookupError(f"no SurveyMonkey survey titled {ref.title!r}")
-    ledger.set_watermark(SURVEY_CACHE, json.dumps({"title": ref.title, "id": survey["id"]}))
-    return survey["id"]
-
-
 def send_invites(sm, ledger, playbook, today: dt.date, *, run_id: str, dry_run: bool = False) -> dict:
     """Plan today's invites and send them as one batch; reconcile earlier unfinished intents first.
 
@@ -385,7 +370,8 @@ def send_invites(sm, ledger, playbook, today: dt.date, *, run_id: str, dry_run: 
     if still_planned:
         from closed_loop.hooks.errors import SurveyMonkeyBudgetExhausted
 
-        survey_id = survey_id_for(sm, ledger, playbook)  # first call: the rate headers are known after it
+        # first call: the rate headers are known after it
+        survey_id = require_survey_id(sm, ledger, playbook.surveys.main)
         needed = 3 + math.ceil(len(still_planned) / BULK_CHUNK)  # collector, message, bulk adds, send
         try:
             sm.budget_guard(needed)

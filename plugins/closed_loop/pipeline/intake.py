@@ -35,6 +35,7 @@ from closed_loop.ledger.models import Account, Case, CaseStep, Contact, Response
 from closed_loop.ledger.types import to_utc, utcnow
 from closed_loop.ledger.upsert import insert_if_absent
 from closed_loop.pipeline.salesforce_writes import resolve_user_ids, upsert_cases, upsert_tasks
+from closed_loop.pipeline.surveys import resolve_survey_id
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +57,6 @@ def recovery_send_key(case_key: str) -> str:
 
 def watermark_name(survey_id: str) -> str:
     return f"intake:responses:{survey_id}"
-
-
-def _survey_cache_name(title: str) -> str:
-    return f"intake:survey_id:{title}"
 
 
 # --- results ------------------------------------------------------------------------------------------
@@ -159,23 +156,6 @@ def _parse_ts(value: Any) -> datetime | None:
         return to_utc(value) if value else None
     except (TypeError, ValueError):
         return None
-
-
-def resolve_survey_id(sm_hook, ledger, ref, dry_run: bool = False, refresh: bool = False) -> str | None:
-    """The survey's id: pinned in the playbook, else cached in the ledger, else looked up by title
-    (one call, then cached so idle runs cost a single responses call)."""
-    if ref.id:
-        return str(ref.id)
-    cache = _survey_cache_name(ref.title)
-    cached = None if refresh else ledger.get_watermark(cache)
-    if cached:
-        return cached
-    survey = sm_hook.find_survey(ref.title)
-    if survey is None:
-        return None
-    if not dry_run:
-        ledger.set_watermark(cache, str(survey["id"]))
-    return str(survey["id"])
 
 
 def _fetch(sm_hook, ledger, survey_id: str, overlap_minutes: int) -> tuple[list[dict], str | None]:

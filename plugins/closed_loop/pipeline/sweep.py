@@ -20,7 +20,6 @@ counts once; sweeping daily or every few days yields the same escalations.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
@@ -41,6 +40,7 @@ from closed_loop.domain.routing import internal_call_audience
 from closed_loop.ledger.models import Case, Contact, SlaEvent, SurveySend, Trigger
 from closed_loop.ledger.types import to_utc
 from closed_loop.pipeline import outbox
+from closed_loop.pipeline.surveys import require_survey_id
 from closed_loop.playbook import Playbook
 from closed_loop.templating import render
 
@@ -51,7 +51,6 @@ TASK_SOQL = (
     "FROM Task WHERE Id IN {values}"
 )
 USER_SOQL = "SELECT Id, Username, Email, Title, IsActive FROM User WHERE Username IN {values}"
-PULSE_SURVEY_CACHE = "sla_sweep.pulse_survey"
 RECOVERY_LOOKBACK_DAYS = (
     30  # closes older than this never get a pulse (e.g. when send_on_close is switched on)
 )
@@ -814,21 +813,6 @@ def _contacts(ledger, ids: Iterable[str]) -> dict[str, dict]:
         }
 
 
-def pulse_survey_id(sm, ledger, playbook: Playbook) -> str:
-    """The pulse survey's id: pinned in the playbook, cached in the ledger, else found by title (once)."""
-    ref = playbook.surveys.recovery_pulse
-    if ref.id:
-        return ref.id
-    cached = json.loads(ledger.get_watermark(PULSE_SURVEY_CACHE) or "{}")
-    if cached.get("title") == ref.title:
-        return cached["id"]
-    survey = sm.find_survey(ref.title)
-    if survey is None:
-        raise LookupError(f"no SurveyMonkey survey titled {ref.title!r}")
-    ledger.set_watermark(PULSE_SURVEY_CACHE, json.dumps({"title": ref.title, "id": survey["id"]}))
-    return survey["id"]
-
-
 def send_recovery_pulses(
     sm, ledger, playbook: Playbook, today: dt.date, run_id: str | None = None, dry_run: bool = False
 ) -> dict:
@@ -873,7 +857,7 @@ def send_recovery_pulses(
     due = ledger.sends_due(today, kind="recovery")
     if due:
         sm.budget_guard(5)
-        survey_id = pulse_survey_id(sm, ledger, playbook)
+        survey_id = require_survey_id(sm, ledger, playbook.surveys.recovery_pulse)
         collector_id = sm.get_or_create_email_collector(survey_id, pulse_collector_name(today))["id"]
         subject = f"How did we do with your feedback? ({playbook.company.name})"
         body = render("recovery_pulse_invite.html", company=playbook.company.name)
