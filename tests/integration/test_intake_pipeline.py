@@ -490,3 +490,13 @@ def test_incremental_pulls_latency_and_recovery_pulses(surveyed_stack):
     assert len(survey_cases(sandbox_state(stack))) == first.cases_planned, "a pulse opens no new case"
     assert stack.ledger.get_response(pulses["response_id"].iloc[0])["answers"], "pulse answers stored"
     print(f"\nincremental runs: max {max(timings):.2f} s, mean {sum(timings) / len(timings):.2f} s")
+
+
+def test_cases_and_steps_are_dated_by_the_logical_day_not_the_wall_clock(surveyed_stack):
+    run_intake(surveyed_stack)
+    cases = surveyed_stack.ledger.read_frame("cases")
+    steps = surveyed_stack.ledger.read_frame("case_steps")
+    assert len(cases) and cases["opened_at"].notna().all()
+    assert set(cases["opened_at"].dt.date) == {TODAY}
+    created = steps[steps["sf_task_id"].notna()]
+    assert len(created) and set(created["created_at"].dt.date) == {TODAY}

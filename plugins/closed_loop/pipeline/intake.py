@@ -21,7 +21,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -614,9 +614,10 @@ def open_cases(sf_hook, ledger, playbook, calendar, today: date, dry_run: bool =
         return summary
 
     ext = playbook.salesforce.case.external_id
+    opened_at = datetime.combine(today, time.min, tzinfo=UTC)  # the logical day, never the wall clock
     for res in upsert_cases(sf_hook, case_rows, ext):
         if res.ok:
-            ledger.mark_case_created(res.key, res.id)
+            ledger.mark_case_created(res.key, res.id, opened_at=opened_at)
             case_ids[res.key] = res.id
             summary.cases_created += res.created
             summary.cases_updated += not res.created
@@ -671,7 +672,7 @@ def open_cases(sf_hook, ledger, playbook, calendar, today: date, dry_run: bool =
             failures.append(_Problem(f"salesforce:task:{res.key}", res.key,
                                      f"Salesforce refused the Task: {res.error}",
                                      {"case_key": res.key.split(":")[0], "code": res.code}))  # fmt: skip
-    ledger.mark_steps_created(created)
+    ledger.mark_steps_created(created, created_at=datetime.combine(today, time.min, tzinfo=UTC))
     ledger.mark_quarantine_reported(reported)
     done = [f"salesforce:case:{k}" for k in case_ids] + [f"salesforce:task:{k}" for k in created]
     ledger.resolve_quarantine(done)

@@ -618,7 +618,8 @@ def progress_and_escalate(
             created_steps[ref] = res.id
         else:
             ledger.set_sla_event_task(ref, res.id)
-    ledger.mark_steps_created(created_steps)
+    created_at = dt.datetime.combine(today, dt.time.min, tzinfo=dt.UTC)  # the logical day
+    ledger.mark_steps_created(created_steps, created_at=created_at)
 
     # 3. close documented cases (after the breach check above used their close date)
     ledger.record_case_status(
