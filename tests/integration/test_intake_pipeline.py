@@ -500,3 +500,20 @@ def test_cases_and_steps_are_dated_by_the_logical_day_not_the_wall_clock(surveye
     assert set(cases["opened_at"].dt.date) == {TODAY}
     created = steps[steps["sf_task_id"].notna()]
     assert len(created) and set(created["created_at"].dt.date) == {TODAY}
+
+
+def test_an_item_that_is_not_a_json_object_is_quarantined_not_dropped(surveyed_stack, monkeypatch):
+    from closed_loop.hooks import SurveyMonkeyHook
+
+    real = SurveyMonkeyHook.iter_responses
+
+    def with_garbage(self, *args, **kwargs):
+        yield ["not", "a", "response"]
+        yield from real(self, *args, **kwargs)
+
+    monkeypatch.setattr(SurveyMonkeyHook, "iter_responses", with_garbage)
+    ingest, _, _, _ = run_intake(surveyed_stack)
+    quarantine = surveyed_stack.ledger.read_frame("quarantine")
+    reasons = list(quarantine["reason"])
+    assert any("is not a JSON object (list)" in r for r in reasons), reasons
+    assert len(surveyed_stack.ledger.read_frame("responses")) > 0  # the rest of the batch went on

@@ -164,16 +164,18 @@ def _fetch(sm_hook, ledger, survey_id: str, overlap_minutes: int) -> tuple[list[
     previous = _parse_ts(ledger.get_watermark(watermark_name(survey_id)))
     since = previous - timedelta(minutes=overlap_minutes) if previous else None
     by_id: dict[str, dict] = {}
+    not_objects: list[Any] = []  # kept: _with_ids quarantines them (never dropped silently)
     newest = previous
     for raw in sm_hook.iter_responses(survey_id=survey_id, start_modified_at=since, per_page=100):
         if not isinstance(raw, dict):
+            not_objects.append(_storable(raw))
             continue
         raw = _storable(raw)
         by_id[str(raw.get("id"))] = raw
         modified = _parse_ts(raw.get("date_modified"))
         if modified and (newest is None or modified > newest):
             newest = modified
-    fresh = _changed(ledger, list(by_id.values()))
+    fresh = _changed(ledger, list(by_id.values())) + not_objects
     return fresh, newest.isoformat() if newest and newest != previous else None
 
 
@@ -480,11 +482,13 @@ def _with_ids(raws: list[dict], survey_id: str) -> tuple[list[dict], list[_Probl
     """Responses that carry an id; the others cannot be stored and are quarantined by content hash."""
     good, bad = [], []
     for raw in raws:
-        if isinstance(raw.get("id"), str | int) and not isinstance(raw.get("id"), bool):
+        rid = raw.get("id") if isinstance(raw, dict) else None
+        if isinstance(rid, str | int) and not isinstance(rid, bool):
             good.append(raw)
             continue
         digest = hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:32]
-        bad.append(_Problem(f"intake:no_id:{digest}", None, f"a response of survey {survey_id} has no id",
+        what = "has no id" if isinstance(raw, dict) else f"is not a JSON object ({type(raw).__name__})"
+        bad.append(_Problem(f"intake:no_id:{digest}", None, f"a response of survey {survey_id} {what}",
                             {"survey_id": survey_id, "raw": raw}))  # fmt: skip
     return good, bad
 
