@@ -20,7 +20,21 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "plugins"), str(REPO)]
 
 
+def _reset_peak_rss() -> None:
+    """A forked child inherits its parent's peak RSS (ru_maxrss / VmHWM): reset it (Linux clear_refs 5)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
 def _peak_rss_mb() -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
@@ -77,6 +91,7 @@ def _naive_sf(sf, n: int) -> dict:
 
 
 def run(cfg: dict) -> dict:
+    _reset_peak_rss()
     t0 = time.perf_counter()
     sf, sm, ledger, playbook, cal = _context(cfg)
     today = date.fromisoformat(cfg["today"])

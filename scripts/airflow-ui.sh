@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -f .airflow-demo/airflow.db ] || { echo "run 'make demo' first"; exit 1; }
-export AIRFLOW_HOME="$PWD/.airflow-demo" AIRFLOW__CORE__DAGS_FOLDER="$PWD/dags" \
+export PATH="$PWD/.venv/bin:$PATH" AIRFLOW_HOME="$PWD/.airflow-demo" AIRFLOW__CORE__DAGS_FOLDER="$PWD/dags" \
   AIRFLOW__CORE__PLUGINS_FOLDER="$PWD/plugins" AIRFLOW__CORE__LOAD_EXAMPLES=False \
   AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="sqlite:///$PWD/.airflow-demo/airflow.db" \
   CLOSED_LOOP_PLAYBOOK="$PWD/include/playbook.yaml" PYTHONPATH="$PWD/plugins:$PWD"
