@@ -23,7 +23,7 @@ DOC = """
    flattened with the watermark in one ledger transaction. A Case and its SOP steps are planned for
    every new negative response (owner by the routing rules, due dates in business days). Positives and
    recovery pulses are recorded, never cased. Unknown respondents, unreadable answers, missing MRR/TSM
-   are quarantined with a reason and the batch goes on. Emits `closedloop://ledger/responses`
+   are quarantined with a reason and the batch goes on. Emits `closed_loop_responses`
    (through the alias `closed_loop_responses_ingested`) when it ingested something.
 2. **open_cases** (pool `salesforce_api`): one SOQL for the owners' User ids, Case upserts by
    `Survey_Response_Id__c`, then Task upserts by `Closed_Loop_Key__c` (sObject Collections, 200 per

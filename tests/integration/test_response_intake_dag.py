@@ -22,7 +22,7 @@ def _asset_events(cli) -> list[dict]:
         rows = db.execute(
             "SELECT e.extra FROM asset_event e JOIN asset a ON a.id = e.asset_id"
             " WHERE a.uri = ? ORDER BY e.id",
-            ("closedloop://ledger/responses",),
+            ("closed_loop_responses",),
         ).fetchall()
     return [json.loads(extra) for (extra,) in rows]
 

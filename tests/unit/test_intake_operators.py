@@ -55,7 +55,7 @@ def test_template_fields_and_no_hook_in_init(cls, field, monkeypatch):
 def test_ingest_declares_the_responses_asset_through_its_alias():
     op = IngestResponsesOperator(task_id="ingest_responses")
     assert op.outlets == [RESPONSES_ALIAS]
-    assert RESPONSES_ASSET.uri == "closedloop://ledger/responses"
+    assert RESPONSES_ASSET.uri == "closed_loop_responses"
     assert RESPONSES_ASSET.name == "closed_loop_responses"
 
 
