@@ -389,7 +389,12 @@ def findings(results: dict) -> list[str]:
                 "the task fails and its retries spend more calls."
             )
         elif carried:
-            out.append(f"- Budget: '{carried[0]['label']}' carried {carried[0]['out']['carried_over']} over.")
+            out.append(
+                f"- Budget: with {demo['sm_day_limit']} calls/day, '{carried[0]['label']}' ran out mid-batch "
+                "and ended cleanly reporting `budget_exhausted` (no task failure, no retries spending "
+                "calls); the next day's rerun of the same logical date reconciled the intents: "
+                f"{demo['invites_sent_total']} invites sent, {demo['duplicate_invites']} duplicates."
+            )
     if "scoring" in results:
         out.append(
             f"- Scoring: {results['scoring']['vectorised']['per_second']:,} responses/s vectorised vs "

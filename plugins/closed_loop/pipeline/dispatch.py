@@ -27,7 +27,7 @@ from sqlalchemy import select, update
 from closed_loop.ledger.models import Account, Case, Contact, SurveySend, Watermark
 from closed_loop.ledger.types import to_date, to_utc, utcnow
 from closed_loop.ledger.upsert import upsert
-from closed_loop.pipeline.surveys import require_survey_id
+from closed_loop.pipeline.surveys import carry_over_when_budget_exhausted, require_survey_id
 
 log = logging.getLogger(__name__)
 
@@ -346,6 +346,7 @@ def _save_registry(ledger, today: dt.date, registry: dict) -> None:
     ledger.set_watermark(_registry_name(today), json.dumps(registry, sort_keys=True))
 
 
+@carry_over_when_budget_exhausted
 def send_invites(sm, ledger, playbook, today: dt.date, *, run_id: str, dry_run: bool = False) -> dict:
     """Plan today's invites and send them as one batch; reconcile earlier unfinished intents first.
 
@@ -543,6 +544,7 @@ def reminder_key(collector_id: str) -> str:
     return f"reminder:{collector_id}"
 
 
+@carry_over_when_budget_exhausted
 def send_reminders(
     sm, sf, ledger, playbook, today: dt.date, *, run_id: str, dry_run: bool = False, calendar=None
 ) -> dict:

@@ -40,7 +40,7 @@ from closed_loop.domain.routing import internal_call_audience
 from closed_loop.ledger.models import Case, Contact, SlaEvent, SurveySend, Trigger
 from closed_loop.ledger.types import to_utc
 from closed_loop.pipeline import outbox
-from closed_loop.pipeline.surveys import require_survey_id
+from closed_loop.pipeline.surveys import carry_over_when_budget_exhausted, require_survey_id
 from closed_loop.playbook import Playbook
 from closed_loop.templating import render
 
@@ -814,6 +814,7 @@ def _contacts(ledger, ids: Iterable[str]) -> dict[str, dict]:
         }
 
 
+@carry_over_when_budget_exhausted
 def send_recovery_pulses(
     sm, ledger, playbook: Playbook, today: dt.date, run_id: str | None = None, dry_run: bool = False
 ) -> dict:
