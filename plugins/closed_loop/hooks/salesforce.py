@@ -201,12 +201,12 @@ class ClosedLoopSalesforceHook(SalesforceHook):
         soql_template: str,
         field_values: Iterable[Any],
         /,
-        chunk: int = 300,
+        chunk: int = 2000,
         placeholder: str = "values",
         **params: Any,
     ) -> Iterator[dict]:
         """Run ``soql_template`` once per chunk of ``field_values`` bound to ``{values}`` (an IN list),
-        splitting further so that every query URL stays under ~16,000 characters."""
+        halving a chunk until its query URL stays under ~16,000 characters (about 550 record ids)."""
         values = list(dict.fromkeys(field_values))
         for start in range(0, len(values), chunk):
             yield from self._query_fitting(soql_template, values[start : start + chunk], placeholder, params)
