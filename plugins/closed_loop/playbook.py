@@ -328,6 +328,7 @@ class Dispatch(_Model):
     survey_delay_days: int = Field(ge=0)
     catch_up_window_days: int = Field(ge=0)
     reminder_delay_days: int = Field(ge=1)
+    reminder_window_days: int = Field(default=14, ge=0)  # no reminder once the invite is older than this
     resurvey_quarantine_days: int = Field(ge=0)
     hold_while_open_case: bool = True
     lp_reminder_task: bool = True

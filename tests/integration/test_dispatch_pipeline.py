@@ -230,6 +230,15 @@ def test_reminder_crash_after_claim_is_reconciled_without_a_second_reminder(env,
     assert len(messages(env, "reminder")) == 1
 
 
+def test_no_reminder_for_invites_older_than_the_reminder_window(env):
+    env.run_day(START)
+    late = START + dt.timedelta(days=env.playbook.dispatch.reminder_window_days + 1)
+    env.move_clock(late)
+    out = dispatch.send_reminders(env.sm, None, env.ledger, env.playbook, late, run_id="late")
+    assert out["batches"] == 0 and out["reminded"] == 0
+    assert messages(env, "reminder") == []
+
+
 # -- planning rules against the sandbox ----------------------------------------------------------------
 
 

@@ -556,7 +556,11 @@ def send_reminders(
            "dry_run": dry_run}  # fmt: skip
     if not dry_run:
         out["reconciled"] = _reconcile_reminders(sm, ledger, playbook, today)
-    candidates = ledger.sends_needing_reminder(today, rules.reminder_delay_days)
+    oldest = _day_start(today - dt.timedelta(days=rules.reminder_window_days))
+    candidates = [
+        row for row in ledger.sends_needing_reminder(today, rules.reminder_delay_days)
+        if row.get("sent_at") is None or to_utc(row["sent_at"]) >= oldest
+    ]  # fmt: skip
     with ledger.session() as s:
         reminded = set(s.scalars(select(SurveySend.collector_id).where(SurveySend.reminder_key.is_not(None))))
         checked = s.scalars(select(Watermark.name).where(Watermark.name.startswith(_NO_REMINDER)))
