@@ -1,4 +1,4 @@
-"""The fixed Salesforce org schema (see docs/conventions-for-helpers.md): field types, picklists, lookups."""
+"""The fixed Salesforce org schema (see docs/contributing.md): field types, picklists, lookups."""
 
 from __future__ import annotations
 
