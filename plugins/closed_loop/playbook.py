@@ -361,6 +361,8 @@ class Sla(_Model):
 class Recovery(_Model):
     pulse_survey_title: NonEmpty
     send_on_close: bool = True
+    satisfaction_question: NonEmpty = "How satisfied are you with how we handled your feedback?"
+    satisfied_answers: list[NonEmpty] = Field(default_factory=lambda: ["Very satisfied", "Satisfied"])
 
 
 class AccountFields(_Model):

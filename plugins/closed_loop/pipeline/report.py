@@ -19,6 +19,7 @@ from closed_loop.reporting import (
     what_changed,
 )
 from closed_loop.reporting.data import SCHEMA
+from closed_loop.reporting.metrics import ReportSettings
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +55,19 @@ def load_report_data(ledger) -> ReportData:
     return ReportData.from_frames({name: frames.get(name) for name in SCHEMA})
 
 
-def build_report(ledger, calendar, quarter: Quarter) -> QuarterlyReport:
-    metrics = compute_metrics(load_report_data(ledger), quarter, calendar.business_days_between)
+def report_settings(playbook) -> ReportSettings:
+    """The survey questions and SOP step order the report uses, from the playbook."""
+    return ReportSettings(
+        recommend_heading=playbook.triggers.low_score.question,
+        satisfaction_heading=playbook.recovery.satisfaction_question,
+        satisfied_choices=frozenset(playbook.recovery.satisfied_answers),
+        step_order=tuple(step.key for step in playbook.steps),
+    )
+
+
+def build_report(ledger, playbook, calendar, quarter: Quarter) -> QuarterlyReport:
+    data = load_report_data(ledger)
+    metrics = compute_metrics(data, quarter, calendar.business_days_between, report_settings(playbook))
     charts = render_charts(metrics)
     summary = what_changed(metrics)
     html = render_standalone_html(metrics, charts, summary)
@@ -90,7 +102,7 @@ def run_quarterly_report(
     from closed_loop.pipeline.outbox import send_once
 
     quarter = report_quarter(logical_day, requested_quarter)
-    report = build_report(ledger, calendar, quarter)
+    report = build_report(ledger, playbook, calendar, quarter)
     recipients = list(playbook.people.leadership_emails)
     result = {"quarter": quarter.label, "empty": report.is_empty, "recipients": len(recipients)}
     if dry_run:

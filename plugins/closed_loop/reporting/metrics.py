@@ -47,6 +47,18 @@ SATISFIED_CHOICES = frozenset({"Very satisfied", "Satisfied"})
 
 
 @dataclass(frozen=True)
+class ReportSettings:
+    """What the report needs to know about the survey and the SOP (the playbook's values; these defaults
+    match the shipped playbook): the 0-10 recommend question, the pulse's satisfaction question and its
+    satisfied answers, and the order of the SOP steps in the SLA table."""
+
+    recommend_heading: str = RECOMMEND_HEADING
+    satisfaction_heading: str = SATISFACTION_HEADING
+    satisfied_choices: frozenset = SATISFIED_CHOICES
+    step_order: tuple = SOP_STEPS
+
+
+@dataclass(frozen=True)
 class Durations:
     """A distribution of durations: how many, median, 90th percentile (linear interpolation), maximum."""
 
@@ -224,9 +236,9 @@ def _pareto(counts: pd.Series, key: str, value: str) -> pd.DataFrame:
     return frame
 
 
-def _scores(data: ReportData) -> pd.Series:
+def _scores(data: ReportData, heading: str = RECOMMEND_HEADING) -> pd.Series:
     """0-10 recommend score per response id: the ``nps`` column, else the answer to the recommend question."""
-    answers = data.answers[data.answers["heading"] == RECOMMEND_HEADING]
+    answers = data.answers[data.answers["heading"] == heading]
     from_answers = pd.to_numeric(answers["choice_text"], errors="coerce")
     from_answers = pd.Series(from_answers.to_numpy(), index=answers["response_id"].to_numpy())
     from_answers = from_answers[~from_answers.index.duplicated()]
@@ -251,7 +263,7 @@ def normalise_root_cause(text: pd.Series) -> pd.Series:
     return out.where(out != "", None)
 
 
-def _trend(data: ReportData, quarters: list[Quarter]) -> pd.DataFrame:
+def _trend(data: ReportData, quarters: list[Quarter], settings: ReportSettings) -> pd.DataFrame:
     periods = [_to_period(q) for q in quarters]
     sends = data.survey_sends
     invites = sends[
@@ -259,7 +271,7 @@ def _trend(data: ReportData, quarters: list[Quarter]) -> pd.DataFrame:
     ]
     main = data.responses[~data.responses["is_recovery"].astype(bool)]
     responded = invites["send_key"].isin(set(main["send_key"].dropna()))
-    scores = _scores(data)
+    scores = _scores(data, settings.recommend_heading)
     main_period = _period(main["date_created"])
     nps = {p: _nps(scores.reindex(main.loc[main_period == p, "response_id"])) for p in periods}
     steps = _live_steps(data)
@@ -320,7 +332,7 @@ def _open_at(cases: pd.DataFrame, q: Quarter) -> pd.Series:
     return (cases["opened_at"] < end) & ~(cases["closed_at"] < end)
 
 
-def _sla_by_step(steps: pd.DataFrame, bd: BusinessDays) -> pd.DataFrame:
+def _sla_by_step(steps: pd.DataFrame, bd: BusinessDays, order: tuple = SOP_STEPS) -> pd.DataFrame:
     steps = steps.assign(
         completed=steps["completed_at"].notna(),
         elapsed_bd=_busdays(bd, steps["opened_at"], steps["completed_at"]),
@@ -336,7 +348,7 @@ def _sla_by_step(steps: pd.DataFrame, bd: BusinessDays) -> pd.DataFrame:
         }
     ).astype({"steps_due": int, "completed": int, "on_time": int})
     frame["on_time_share"] = frame["on_time"] / frame["steps_due"]
-    rank = {s: i for i, s in enumerate(SOP_STEPS)}
+    rank = {s: i for i, s in enumerate(order)}
     frame = frame.reset_index()
     frame = frame.sort_values("step", key=lambda s: s.map(lambda x: (rank.get(x, len(rank)), x)))
     cols = ["step", "steps_due", "completed", "on_time", "on_time_share", "median_bd", "p90_bd"]
@@ -377,17 +389,17 @@ def _workload(data: ReportData, q: Quarter, steps: pd.DataFrame) -> pd.DataFrame
     return frame.reindex(columns=columns, fill_value=0).astype({c: int for c in parts}).reset_index(drop=True)
 
 
-def _recovery(data: ReportData, q: Quarter) -> Recovery:
+def _recovery(data: ReportData, q: Quarter, settings: ReportSettings) -> Recovery:
     responses = data.responses
     pulses = responses[responses["is_recovery"].astype(bool) & _in_quarter(responses["date_created"], q)]
-    scores = _scores(data)
+    scores = _scores(data, settings.recommend_heading)
     after = scores.reindex(pulses["response_id"]).to_numpy()
     before = scores.reindex(pulses["case_key"]).to_numpy()
     paired = ~np.isnan(after) & ~np.isnan(before)
     improved = int((after[paired] > before[paired]).sum())
     answers = data.answers[
         data.answers["response_id"].isin(set(pulses["response_id"]))
-        & (data.answers["heading"] == SATISFACTION_HEADING)
+        & (data.answers["heading"] == settings.satisfaction_heading)
     ].drop_duplicates("response_id")
     return Recovery(
         pulse_responses=len(pulses),
@@ -396,7 +408,7 @@ def _recovery(data: ReportData, q: Quarter) -> Recovery:
         mean_after=float(after[paired].mean()) if paired.any() else None,
         improved=improved,
         improved_share=improved / int(paired.sum()) if paired.any() else None,
-        satisfied_share=float(answers["choice_text"].isin(SATISFIED_CHOICES).mean())
+        satisfied_share=float(answers["choice_text"].isin(settings.satisfied_choices).mean())
         if len(answers)
         else None,
     )
@@ -409,7 +421,10 @@ def _direction(change: float | None) -> str | None:
 
 
 def compute_metrics(
-    data: ReportData, quarter: Quarter, business_days_between: BusinessDays = np.busday_count
+    data: ReportData,
+    quarter: Quarter,
+    business_days_between: BusinessDays = np.busday_count,
+    settings: ReportSettings | None = None,
 ) -> QuarterlyMetrics:
     """All report figures for ``quarter`` (trend over it and the previous four quarters).
 
@@ -417,7 +432,8 @@ def compute_metrics(
     calendar; the default is ``numpy.busday_count``: Mon-Fri, no holidays, ``a`` counted, ``b`` not).
     """
     bd = business_days_between
-    trend = _trend(data, quarter.trailing(TREND_QUARTERS))
+    settings = settings or ReportSettings()
+    trend = _trend(data, quarter.trailing(TREND_QUARTERS), settings)
     now, before = (
         trend.loc[quarter.label, "negative_rate"],
         trend.loc[quarter.previous().label, "negative_rate"],
@@ -460,12 +476,12 @@ def compute_metrics(
         by_topic=_pareto(topic_counts, "topic", "negatives"),
         by_question=_by_question(data, negatives["response_id"]),
         root_causes=root_causes,
-        sla_by_step=_sla_by_step(steps[_in_quarter(steps["due_date"], quarter)], bd),
+        sla_by_step=_sla_by_step(steps[_in_quarter(steps["due_date"], quarter)], bd, settings.step_order),
         time_to_acknowledge=Durations.of(_busdays(bd, opened["opened_at"], opened["acked_at"])),
         time_to_close=Durations.of(_busdays(bd, closed["opened_at"], closed["closed_at"])),
         open_case_age_days=Durations.of(age),
         repeat_negative_accounts=int((per_account > 1).sum()),
         accounts_with_negatives=len(per_account),
-        recovery=_recovery(data, quarter),
+        recovery=_recovery(data, quarter, settings),
         workload=_workload(data, quarter, steps),
     )
