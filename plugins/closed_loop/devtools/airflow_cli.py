@@ -11,11 +11,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[3]
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
-# Pools that cap concurrent calls per external system (the DAGs' tasks name them).
-POOLS = [
-    ("salesforce_api", 4, "Concurrent Salesforce API tasks"),
-    ("surveymonkey_api", 2, "Concurrent SurveyMonkey API tasks (120 calls/min, 500/day)"),
-]
+# Pools that cap concurrent calls per external system (the DAGs' tasks name them; docker-compose's
+# airflow-init and the distributed harness create the same).
+POOLS = {
+    "salesforce_api": {"slots": 4, "description": "Concurrent Salesforce REST calls"},
+    "surveymonkey_api": {"slots": 2, "description": "Concurrent SurveyMonkey calls (120/min, 500/day)"},
+}
 
 
 def airflow_env(home: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -65,8 +66,8 @@ class AirflowCli:
         if (self.home / "airflow.db").exists():
             return
         self.run("db", "migrate", check=True)
-        for name, slots, what in POOLS:
-            self.run("pools", "set", name, str(slots), what, check=True)
+        for name, pool in POOLS.items():
+            self.run("pools", "set", name, str(pool["slots"]), pool["description"], check=True)
 
     def run(self, *args: str, check: bool = False, timeout: int = 600) -> subprocess.CompletedProcess:
         proc = subprocess.run(  # noqa: S603 - fixed executable, arguments from the caller

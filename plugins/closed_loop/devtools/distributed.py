@@ -21,21 +21,15 @@ import secrets
 import signal
 import socket
 import subprocess
-import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[3]
-AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+from closed_loop.devtools.airflow_cli import AIRFLOW, POOLS, REPO
+
 WORKER_HOSTNAME_ENV = "CLOSED_LOOP_WORKER_HOSTNAME"
 TERMINAL_RUN_STATES = {"success", "failed"}
-# Pools that cap concurrent calls per external system (docker-compose's airflow-init creates the same).
-POOLS = {
-    "salesforce_api": {"slots": 4, "description": "Concurrent Salesforce REST calls"},
-    "surveymonkey_api": {"slots": 2, "description": "Concurrent SurveyMonkey calls (120/min, 500/day)"},
-}
 _WORKLOAD_LINE = re.compile(
     r"Executing workload in Celery: .*?task_id='(?P<task>[^']+)'.*?run_id='(?P<run>[^']+)'"
 )
