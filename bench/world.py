@@ -71,6 +71,7 @@ def _answers(survey: dict, rng: random.Random, negative: bool) -> list[dict]:
 def build_world(workdir: Path, scale: Scale, seed: int = 7) -> dict[str, Any]:
     """Write ``workdir/sandbox-state.json`` (seeded org + synthetic quarter) and return what the ledger
     needs: ``accounts``, ``contacts`` (ledger rows) and ``sends`` (synthetic survey_sends rows)."""
+    from closed_loop.devtools.stack import ledger_rows_from_sandbox
     from sandbox import seed as sandbox_seed
     from sandbox.state import parse_ts, sm_datetime
 
@@ -79,7 +80,6 @@ def build_world(workdir: Path, scale: Scale, seed: int = 7) -> dict[str, Any]:
     state.path = workdir / "sandbox-state.json"
     sf, sm = state.data["sf"], state.data["sm"]
     survey = next(s for s in sm["surveys"].values() if s["title"] == sandbox_seed.MAIN_TITLE)
-    users = sf["User"]
     contacts = sorted((c for c in sf["Contact"].values() if c.get("Email")), key=lambda c: c["Id"])
     rng = random.Random(seed * 1000 + scale.accounts)
     batches = max(1, math.ceil(scale.responses / len(contacts)))
@@ -137,32 +137,7 @@ def build_world(workdir: Path, scale: Scale, seed: int = 7) -> dict[str, Any]:
             })  # fmt: skip
             made += 1
     state.save()
-    accounts = [
-        {
-            "sf_id": a["Id"],
-            "name": a["Name"],
-            "go_live_date": a["Go_Live_Date__c"],
-            "mrr": a["MRR__c"],
-            "tsm_user_id": a["Transition_Success_Manager__c"],
-            "tsm_username": users[a["Transition_Success_Manager__c"]]["Username"]
-            if a["Transition_Success_Manager__c"]
-            else None,
-            "at_risk": a["At_Risk__c"],
-        }  # fmt: skip
-        for a in sf["Account"].values()
-    ]
-    ledger_contacts = [
-        {
-            "sf_id": c["Id"],
-            "account_id": c["AccountId"],
-            "email": c["Email"],
-            "first_name": c["FirstName"],
-            "last_name": c["LastName"],
-            "is_impl_pm": c["Implementations_Project_Manager__c"],
-            "opted_out": c["HasOptedOutOfEmail"],
-        }  # fmt: skip
-        for c in sf["Contact"].values()
-    ]
+    accounts, ledger_contacts = ledger_rows_from_sandbox(sf)
     return {"accounts": accounts, "contacts": ledger_contacts, "sends": sends, "batches": batches,
             "responses": made, "state_mb": round(state.path.stat().st_size / 1e6, 1)}  # fmt: skip
 

@@ -38,34 +38,10 @@ def sandbox_state(stack) -> dict:
 
 def sync_ledger(stack) -> dict:
     """Accounts and contacts from the sandbox's ground truth into the ledger (what dispatch syncs)."""
+    from closed_loop.devtools.stack import ledger_rows_from_sandbox
+
     state = sandbox_state(stack)
-    users = state["sf"]["User"]
-    accounts = [
-        {
-            "sf_id": a["Id"],
-            "name": a["Name"],
-            "go_live_date": a["Go_Live_Date__c"],
-            "mrr": a["MRR__c"],
-            "tsm_user_id": a["Transition_Success_Manager__c"],
-            "tsm_username": users[a["Transition_Success_Manager__c"]]["Username"]
-            if a["Transition_Success_Manager__c"]
-            else None,
-            "at_risk": a["At_Risk__c"],
-        }
-        for a in state["sf"]["Account"].values()
-    ]
-    contacts = [
-        {
-            "sf_id": c["Id"],
-            "account_id": c["AccountId"],
-            "email": c["Email"],
-            "first_name": c["FirstName"],
-            "last_name": c["LastName"],
-            "is_impl_pm": c["Implementations_Project_Manager__c"],
-            "opted_out": c["HasOptedOutOfEmail"],
-        }
-        for c in state["sf"]["Contact"].values()
-    ]
+    accounts, contacts = ledger_rows_from_sandbox(state["sf"])
     stack.ledger.upsert_accounts(accounts)
     stack.ledger.upsert_contacts(contacts)
     return state

@@ -98,3 +98,36 @@ class LocalStack:
 
     def emails(self) -> list[Path]:
         return sorted(self.outbox.glob("*.eml"))
+
+
+def ledger_rows_from_sandbox(sf_records: dict) -> tuple[list[dict], list[dict]]:
+    """Ledger account and contact rows from the sandbox's Salesforce ground truth (``state["sf"]``): what
+    survey_dispatch's sync would record, for tests and the benchmark that start from a synced ledger."""
+    users = sf_records["User"]
+    accounts = [
+        {
+            "sf_id": a["Id"],
+            "name": a["Name"],
+            "go_live_date": a["Go_Live_Date__c"],
+            "mrr": a["MRR__c"],
+            "tsm_user_id": a["Transition_Success_Manager__c"],
+            "tsm_username": users[a["Transition_Success_Manager__c"]]["Username"]
+            if a["Transition_Success_Manager__c"]
+            else None,
+            "at_risk": a["At_Risk__c"],
+        }
+        for a in sf_records["Account"].values()
+    ]
+    contacts = [
+        {
+            "sf_id": c["Id"],
+            "account_id": c["AccountId"],
+            "email": c["Email"],
+            "first_name": c["FirstName"],
+            "last_name": c["LastName"],
+            "is_impl_pm": c["Implementations_Project_Manager__c"],
+            "opted_out": c["HasOptedOutOfEmail"],
+        }
+        for c in sf_records["Contact"].values()
+    ]
+    return accounts, contacts
