@@ -7,6 +7,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Asset, Param, dag
 
+from closed_loop.dag_defaults import default_args, dry_run_param
 from closed_loop.operators.report import QuarterlyReportOperator
 
 # Name-only assets: a custom URI scheme makes Airflow look up URI normalisers at parse time (~30 ms).
@@ -20,9 +21,9 @@ REPORT = Asset(name="closed_loop_quarterly_report")
     catchup=False,
     max_active_runs=1,
     tags=["closed-loop", "report", "leadership"],
-    default_args={"owner": "customer-ops", "retries": 2, "retry_delay": timedelta(minutes=10)},
+    default_args=default_args(timedelta(minutes=10)),
     params={
-        "dry_run": Param(False, type="boolean", description="Build and log the report; send nothing."),
+        "dry_run": dry_run_param("Build and log the report; send nothing."),
         "quarter": Param("", type="string", description="Report this quarter (e.g. 2026-Q3) instead."),
     },
     doc_md="""

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG
 
+from closed_loop.dag_defaults import default_args, dry_run_param
 from closed_loop.operators.intake import IngestResponsesOperator, OpenCasesOperator
 
 # The playbook's intake.schedule is the reference; it is not read here (no YAML at parse time) and
@@ -45,12 +46,8 @@ with DAG(
     max_active_runs=1,
     dagrun_timeout=timedelta(minutes=14),
     tags=["closed-loop", "surveys", "salesforce", "surveymonkey"],
-    params={"dry_run": Param(False, type="boolean", description="Log the plan, write nothing")},
-    default_args={
-        "owner": "customer-ops",
-        "retries": 2,
-        "retry_delay": timedelta(minutes=1),
-    },
+    params={"dry_run": dry_run_param()},
+    default_args=default_args(timedelta(minutes=1)),
 ) as dag:
     ingest = IngestResponsesOperator(task_id="ingest_responses", pool="surveymonkey_api")
     cases = OpenCasesOperator(task_id="open_cases", pool="salesforce_api")

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG
 
+from closed_loop.dag_defaults import default_args, dry_run_param
 from closed_loop.operators.sweep import (
     SweepOpsDigestOperator,
     SweepProgressOperator,
@@ -47,13 +48,8 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     tags=["closed-loop", "sla", "salesforce", "surveymonkey"],
-    params={"dry_run": Param(False, type="boolean", description="Log the plan, write nothing")},
-    default_args={
-        "owner": "customer-ops",
-        "retries": 2,
-        "retry_delay": timedelta(minutes=5),
-        "retry_exponential_backoff": True,
-    },
+    params={"dry_run": dry_run_param()},
+    default_args=default_args(timedelta(minutes=5), exponential_backoff=True),
 ):
     read_back = SweepReadBackOperator(task_id="read_back", pool="salesforce_api")
     progress = SweepProgressOperator(task_id="progress_and_escalate", pool="salesforce_api")
