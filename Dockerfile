@@ -13,6 +13,7 @@ COPY --chown=airflow:0 dags/ /opt/airflow/dags/
 COPY --chown=airflow:0 plugins/ /opt/airflow/plugins/
 COPY --chown=airflow:0 include/ /opt/airflow/include/
 COPY --chown=airflow:0 sandbox/ /opt/closed-loop/sandbox/
+COPY --chown=airflow:0 devtools/ /opt/closed-loop/devtools/
 
 ENV PYTHONPATH=/opt/airflow/plugins:/opt/closed-loop \
     CLOSED_LOOP_PLAYBOOK=/opt/airflow/include/playbook.yaml

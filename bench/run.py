@@ -135,7 +135,7 @@ def _ratio(measured: int, fixed: int, variable: int) -> dict:
 
 
 def run_scale(scale: Scale, root: Path, quick: bool) -> dict:
-    from closed_loop.devtools.stack import LocalStack
+    from devtools.stack import LocalStack
 
     workdir = root / scale.name
     workdir.mkdir(parents=True)
@@ -196,7 +196,7 @@ def run_scale(scale: Scale, root: Path, quick: bool) -> dict:
 def budget_demo(root: Path) -> dict:
     """SurveyMonkey's 500/day private-app budget, shrunk: intake eats most of a small day budget, then
     survey_dispatch runs out; the next sandbox day the same logical date is rerun."""
-    from closed_loop.devtools.stack import LocalStack
+    from devtools.stack import LocalStack
 
     scale = Scale("budget-demo", accounts=60, responses=500)
     workdir = root / scale.name

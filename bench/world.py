@@ -71,7 +71,7 @@ def _answers(survey: dict, rng: random.Random, negative: bool) -> list[dict]:
 def build_world(workdir: Path, scale: Scale, seed: int = 7) -> dict[str, Any]:
     """Write ``workdir/sandbox-state.json`` (seeded org + synthetic quarter) and return what the ledger
     needs: ``accounts``, ``contacts`` (ledger rows) and ``sends`` (synthetic survey_sends rows)."""
-    from closed_loop.devtools.stack import ledger_rows_from_sandbox
+    from devtools.stack import ledger_rows_from_sandbox
     from sandbox import seed as sandbox_seed
     from sandbox.state import parse_ts, sm_datetime
 

@@ -22,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "plugins"), str(REPO)]
 
-from closed_loop.devtools.stack import LocalStack  # noqa: E402
+from devtools.stack import LocalStack  # noqa: E402
 
 OUT = REPO / "demo-output"
 HOME = REPO / ".airflow-demo"

@@ -19,7 +19,7 @@ os.environ.setdefault("CLOSED_LOOP_PLAYBOOK", str(REPO / "include" / "playbook.y
 @pytest.fixture(scope="session")
 def airflow_home(tmp_path_factory):
     """A migrated SQLite AIRFLOW_HOME shared by the whole-DAG tests of this session."""
-    from closed_loop.devtools.airflow_cli import AirflowCli
+    from devtools.airflow_cli import AirflowCli
 
     cli = AirflowCli(tmp_path_factory.mktemp("airflow-home"))
     cli.migrate()
@@ -29,7 +29,7 @@ def airflow_home(tmp_path_factory):
 @pytest.fixture
 def stack(tmp_path):
     """Sandbox (seed 7) + SMTP sink + migrated SQLite ledger, with their Airflow connections."""
-    from closed_loop.devtools.stack import LocalStack
+    from devtools.stack import LocalStack
 
     with LocalStack(tmp_path / "stack", seed=7) as local:
         yield local
@@ -38,6 +38,6 @@ def stack(tmp_path):
 @pytest.fixture
 def stack_airflow(stack, airflow_home):
     """The session's migrated Airflow home, with this test's stack connections for `airflow dags test`."""
-    from closed_loop.devtools.airflow_cli import AirflowCli
+    from devtools.airflow_cli import AirflowCli
 
     return AirflowCli(airflow_home.home, dict(stack.conn_env))

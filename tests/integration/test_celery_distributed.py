@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from closed_loop.devtools import mail_sink
-from closed_loop.devtools.distributed import DistributedAirflow
+from devtools import mail_sink
+from devtools.distributed import DistributedAirflow
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.celery, pytest.mark.postgres, pytest.mark.timeout(300)]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from closed_loop.devtools.distributed import POOLS, sandbox_connections
+from devtools.distributed import POOLS, sandbox_connections
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_TEXT = (REPO / "docker-compose.yaml").read_text()
@@ -154,7 +154,7 @@ def test_sandbox_profile_is_a_complete_trial():
         assert SERVICES[name]["profiles"] == ["sandbox"], name
     assert "python -m sandbox" in SERVICES["sandbox"]["command"][-1]
     assert "--port 8443" in SERVICES["sandbox"]["command"][-1]
-    assert "closed_loop.devtools.mail_sink" in SERVICES["mail-sink"]["command"][-1]
+    assert "devtools.mail_sink" in SERVICES["mail-sink"]["command"][-1]
     deps = SERVICES["sandbox-connections"]["depends_on"]
     assert deps["sandbox"]["condition"] == "service_healthy"
     common_env = SERVICES["airflow-worker"]["environment"]

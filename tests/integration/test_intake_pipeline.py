@@ -38,7 +38,7 @@ def sandbox_state(stack) -> dict:
 
 def sync_ledger(stack) -> dict:
     """Accounts and contacts from the sandbox's ground truth into the ledger (what dispatch syncs)."""
-    from closed_loop.devtools.stack import ledger_rows_from_sandbox
+    from devtools.stack import ledger_rows_from_sandbox
 
     state = sandbox_state(stack)
     accounts, contacts = ledger_rows_from_sandbox(state["sf"])

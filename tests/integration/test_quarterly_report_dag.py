@@ -15,7 +15,7 @@ from sqlalchemy import insert
 
 from closed_loop.ledger.models import TABLES
 from closed_loop.reporting.quarters import Quarter
-from closed_loop.reporting.synthetic import synthetic_report_data
+from devtools.synthetic import synthetic_report_data
 
 pytestmark = pytest.mark.airflow
 REPORTED = Quarter.parse("2026-Q3")

@@ -14,7 +14,7 @@ from closed_loop.reporting.charts import render_charts
 from closed_loop.reporting.email import render_standalone_html
 from closed_loop.reporting.metrics import compute_metrics
 from closed_loop.reporting.quarters import Quarter
-from closed_loop.reporting.synthetic import synthetic_report_data
+from devtools.synthetic import synthetic_report_data
 
 CHROMIUM = Path("/usr/bin/chromium")
 WINDOW = (1000, 2400)

@@ -40,7 +40,7 @@ def big_world(tmp_path):
     """A larger seed (160 accounts): enough negatives for a full 200-record Task collection."""
     from reliability_helpers import World
 
-    from closed_loop.devtools.stack import LocalStack
+    from devtools.stack import LocalStack
 
     with LocalStack(tmp_path / "big", seed=7, accounts=160) as local, local.connections():
         yield World(local)

@@ -21,7 +21,7 @@ SERVER = os.environ.get("CLOSED_LOOP_TEST_PG_SERVER", "postgresql+psycopg2://pos
 @pytest.fixture
 def pg_world(tmp_path):
     """A LocalStack whose ledger is a throw-away PostgreSQL database (dropped afterwards)."""
-    from closed_loop.devtools.stack import LocalStack
+    from devtools.stack import LocalStack
 
     admin = create_engine(
         f"{SERVER}/postgres", isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3}

@@ -57,7 +57,7 @@ def leaks(text: str, needles: list[str]) -> list[str]:
 @pytest.mark.airflow
 def test_whole_dags_print_no_secret_and_no_pii(stack, airflow_home, record):
     """survey_dispatch -> (respondents answer) -> response_intake -> sla_sweep via `airflow dags test`."""
-    from closed_loop.devtools.airflow_cli import AirflowCli
+    from devtools.airflow_cli import AirflowCli
 
     env = dict(stack.conn_env)
     sf_conn = json.loads(env["AIRFLOW_CONN_SALESFORCE_DEFAULT"]) | {

@@ -11,7 +11,7 @@ from closed_loop.reporting.charts import no_data_chart, render_charts
 from closed_loop.reporting.data import ReportData
 from closed_loop.reporting.metrics import compute_metrics
 from closed_loop.reporting.quarters import Quarter
-from closed_loop.reporting.synthetic import synthetic_report_data
+from devtools.synthetic import synthetic_report_data
 
 Q = Quarter(2026, 3)
 ACCENT = (0xC2, 0x41, 0x0C)  # bar / line colour of the charts

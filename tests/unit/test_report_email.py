@@ -14,7 +14,7 @@ from closed_loop.reporting.data import ReportData
 from closed_loop.reporting.email import build_message, csv_filename, render_standalone_html
 from closed_loop.reporting.metrics import compute_metrics
 from closed_loop.reporting.quarters import Quarter
-from closed_loop.reporting.synthetic import synthetic_report_data
+from devtools.synthetic import synthetic_report_data
 
 Q = Quarter(2026, 3)
 EVIL = "<script>alert('pwned')</script><img src=x onerror=alert(1)>"

@@ -13,7 +13,7 @@ import pytest
 from closed_loop.reporting.data import ReportData
 from closed_loop.reporting.metrics import compute_metrics
 from closed_loop.reporting.quarters import Quarter
-from closed_loop.reporting.synthetic import synthetic_report_data
+from devtools.synthetic import synthetic_report_data
 
 REPORTED = Quarter(2026, 3)
 HOLIDAY = date(2026, 8, 3)  # a Monday inside the reported quarter

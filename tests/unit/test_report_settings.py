@@ -11,7 +11,7 @@ from closed_loop.playbook import load_playbook
 from closed_loop.reporting.data import ReportData
 from closed_loop.reporting.metrics import RECOMMEND_HEADING, ReportSettings, compute_metrics
 from closed_loop.reporting.quarters import Quarter
-from closed_loop.reporting.synthetic import synthetic_report_data
+from devtools.synthetic import synthetic_report_data
 
 Q = Quarter.parse("2026-Q3")
 

@@ -65,7 +65,7 @@ def test_empty_quarter_is_honest_and_short():
 
 
 def test_full_summary_mentions_sla_cases_and_recovery():
-    from closed_loop.reporting.synthetic import synthetic_report_data
+    from devtools.synthetic import synthetic_report_data
 
     m = compute_metrics(synthetic_report_data(Q.trailing(6), seed=3), Q)
     text = what_changed(m)

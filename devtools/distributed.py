@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from closed_loop.devtools.airflow_cli import AIRFLOW, POOLS, REPO
+from devtools.airflow_cli import AIRFLOW, POOLS, REPO
 
 WORKER_HOSTNAME_ENV = "CLOSED_LOOP_WORKER_HOSTNAME"
 TERMINAL_RUN_STATES = {"success", "failed"}

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from closed_loop.devtools.airflow_cli import AirflowCli
+from devtools.airflow_cli import AirflowCli
 
 SENDER = "closed-loop@northwind.example"
 
@@ -40,8 +40,8 @@ class LocalStack:
         self.outbox = Path(outbox) if outbox else self.workdir / "outbox"
 
     def __enter__(self) -> LocalStack:
-        from closed_loop.devtools import mail_sink
         from closed_loop.ledger import Ledger
+        from devtools import mail_sink
         from sandbox.testing import run_sandbox
 
         self.workdir.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[1]
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 # Pools that cap concurrent calls per external system (the DAGs' tasks name them; docker-compose's
 # airflow-init and the distributed harness create the same).

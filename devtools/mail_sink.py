@@ -1,6 +1,6 @@
 """A local SMTP sink for the demo and tests: every message is written to a folder as an .eml file.
 
-    python -m closed_loop.devtools.mail_sink --dir demo-output/outbox --port 0
+    python -m devtools.mail_sink --dir demo-output/outbox --port 0
 prints one JSON line {"host": ..., "port": ...} and serves until stopped.
 """
 
