@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from collections.abc import Mapping
 from datetime import date
 from decimal import Decimal
@@ -44,9 +45,25 @@ class PlaybookError(ValueError):
     """The playbook file is missing, not YAML, or holds a bad value (message names key and value)."""
 
 
+# Typographic quotes and dashes (phones type them by default) -> their ASCII forms.
+_TYPOGRAPHY = str.maketrans(
+    {
+        **dict.fromkeys("\u2018\u2019\u201a\u201b\u2032\u02bc\u00b4\u0060", "'"),
+        **dict.fromkeys("\u201c\u201d\u201e\u201f\u2033\u00ab\u00bb", '"'),
+        **dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d", "-"),
+    }
+)
+
+
+def fold_typography(text: str) -> str:
+    """Unicode NFKC with typographic quotes and dashes folded to ASCII (case and spacing kept)."""
+    return unicodedata.normalize("NFKC", str(text)).translate(_TYPOGRAPHY)
+
+
 def normalise(text: str) -> str:
-    """Case- and whitespace-insensitive form used for every text match."""
-    return re.sub(r"\s+", " ", str(text)).strip().casefold()
+    """The one form used for every text match (choices, headings, Other texts, comments): NFKC,
+    typographic quotes/dashes folded, every whitespace run (line breaks too) one space, case folded."""
+    return re.sub(r"\s+", " ", fold_typography(text)).strip().casefold()
 
 
 def _regex(value: str) -> str:
@@ -224,6 +241,8 @@ class Routing(_Model):
     missing_mrr: Fallback
     missing_tsm: Fallback
     unparseable_mrr_flag: Name = "mrr_unparseable"
+    # A role user (DOI, MS...) who is inactive in Salesforce hands their part to this role, flagged.
+    inactive_user: Fallback = Fallback(role="management", flag="role_inactive")
 
     def above(self, mrr: Decimal) -> bool:
         return mrr > self.mrr_threshold if self.comparison == "gt" else mrr >= self.mrr_threshold
@@ -270,9 +289,13 @@ class Priority(_Model):
 # --- steps --------------------------------------------------------------------------------------------
 
 
+WindowUnit = Literal["business_days", "calendar_days", "weeks"]
+
+
 class Window(_Model):
     min: int | None = Field(default=None, ge=0)
     max: int = Field(ge=0)
+    unit: WindowUnit = "business_days"
 
     @model_validator(mode="after")
     def _ordered(self) -> Window:
@@ -295,6 +318,7 @@ class Step(_Model):
     description: NonEmpty
     variants: dict[Name, NonEmpty] = Field(default_factory=dict)
     checks_fields: list[SfField] = Field(default_factory=list)
+    summary_to: list[Name] = Field(default_factory=list)  # roles who receive the issue summary
 
     @property
     def activation_kind(self) -> str:
@@ -337,6 +361,9 @@ class Dispatch(_Model):
 class Intake(_Model):
     schedule: Annotated[str, AfterValidator(_cron)]
     watermark_overlap_minutes: int = Field(ge=0)
+    # A partial response with a negative answer that is still not completed this long after it was
+    # last changed is treated as final (SOP: "any question that receives ...") and opens its Case.
+    partial_grace_hours: int = Field(default=48, ge=0)
 
 
 class FieldEquals(_Model):
@@ -363,6 +390,12 @@ class Recovery(_Model):
     send_on_close: bool = True
     satisfaction_question: NonEmpty = "How satisfied are you with how we handled your feedback?"
     satisfied_answers: list[NonEmpty] = Field(default_factory=lambda: ["Very satisfied", "Satisfied"])
+    # SOP 6.1 "if the customer remains dissatisfied, escalate": a pulse answer that is negative.
+    dissatisfied_answers: list[NonEmpty] = Field(
+        default_factory=lambda: ["Dissatisfied", "Very dissatisfied"]
+    )
+    score_question: NonEmpty = "How likely are you to recommend us to a colleague?"
+    score_at_or_below: int | None = 6  # a pulse recommend score at or below this is negative too
 
 
 class AccountFields(_Model):
@@ -441,7 +474,9 @@ class Playbook(_Model):
             for role in audience:
                 if role not in roles:
                     raise ValueError(f"topics.audience.{topic}: unknown role {role!r}")
-        for role in (self.routing.otherwise, self.routing.missing_mrr.role, self.routing.missing_tsm.role):
+        routing = self.routing
+        for role in (routing.otherwise, routing.missing_mrr.role, routing.missing_tsm.role,
+                     routing.inactive_user.role, *(r for s in self.steps for r in s.summary_to)):  # fmt: skip
             if role not in roles:
                 raise ValueError(f"routing: unknown role {role!r}")
         owners = self.sla.escalation_owners

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
@@ -79,7 +79,7 @@ def test_step_descriptions_carry_the_rendered_templates():
     assert "Hi Dana," in ack and "Northwind Billing" in ack and "Transition Success Manager" in ack
     assert "the implementation and the marketing onboarding" in ack  # personalised (mid tier)
     call = steps["internal_call"].description
-    assert "Attendees: Director of Implementations, Marketing Specialist" in call
+    assert "Call attendees: Director of Implementations, Marketing Specialist" in call
     assert NEGATIVE[COMMENT] in call and URL in call
     assert steps["customer_call"].subject == "Attend the customer's next TSM call: Acme Dental"
     assert "Root_Cause__c, Actions_Taken__c, Outcome__c" in steps["document"].description
@@ -114,7 +114,7 @@ def test_follow_up_is_anchored_on_the_acknowledgement_completion():
     plan = make_plan(NEGATIVE)
     (follow,) = plan_activated_steps(plan, "acknowledge", date(2025, 7, 10), PB, CAL)
     assert follow.key == "r1:follow_up" and follow.owner_username == TSM
-    assert follow.due_date == CAL.add_business_days(date(2025, 7, 10), 15) == date(2025, 7, 31)
+    assert follow.due_date == date(2025, 7, 10) + timedelta(weeks=3) == date(2025, 7, 31)  # SOP: 3 weeks
     assert "Hi Dana," in follow.description and "Checking in" in follow.description
     same_from_context = plan_activated_steps(plan.context, "acknowledge", date(2025, 7, 10), PB, CAL)
     assert same_from_context == [follow]

@@ -60,6 +60,20 @@ class BusinessCalendar:
             day = step(day)
         return day
 
+    def add_window(self, day: date, n: int, unit: str = "business_days") -> date:
+        """``day`` plus ``n`` business days, calendar days or weeks. A calendar/week date that is not a
+        business day moves back to the last business day inside the window (never before ``day``'s
+        next business day): "within 3 weeks" means done by then."""
+        if unit == "business_days":
+            return self.add_business_days(day, n)
+        if unit not in ("calendar_days", "weeks"):
+            raise ValueError(f"unknown window unit {unit!r}")
+        end = day + timedelta(days=n * (7 if unit == "weeks" else 1))
+        if self.is_business_day(end):
+            return end
+        back = self.previous_business_day(end)
+        return back if back > day else self.add_business_days(day, 1 if n else 0)
+
     def business_days_between(self, start: date, end: date) -> int:
         """Business days in (start, end]; negative when end is before start.
 

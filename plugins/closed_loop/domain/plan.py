@@ -61,6 +61,7 @@ class StepContext:
     customer_call_variant: str = "schedule_call"
     mrr: str | None = None
     flags: tuple[str, ...] = ()
+    inactive_roles: tuple[str, ...] = ()  # role users inactive when the Case was planned
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,14 @@ def _owner(step_owner: str, ctx: StepContext, playbook: Playbook) -> str:
     return ctx.lp_username if step_owner == "lp" else playbook.username(step_owner)
 
 
+def summary_recipients(step: Step, ctx: StepContext, playbook: Playbook) -> tuple[str, ...]:
+    """Roles who get the step's issue summary (SOP 3.1: DOI & MS), an inactive one replaced by the
+    playbook's fallback role, without repeats."""
+    fallback = playbook.routing.inactive_user.role
+    roles = (fallback if role in ctx.inactive_roles else role for role in step.summary_to)
+    return tuple(dict.fromkeys(roles))
+
+
 def _template_context(ctx: StepContext, playbook: Playbook) -> dict[str, Any]:
     return {
         "company": playbook.company.name,
@@ -159,19 +168,26 @@ def _plan_step(
     step: Step, ctx: StepContext, anchor: date, playbook: Playbook, cal: BusinessCalendar
 ) -> StepPlan:
     title = step.variants.get(ctx.customer_call_variant, step.title) if step.variants else step.title
-    due = cal.add_business_days(anchor, step.window.max)
-    start = cal.add_business_days(anchor, step.window.min) if step.window.min is not None else None
-    span = f"{step.window.min}-{step.window.max}" if step.window.min is not None else f"{step.window.max}"
+    w = step.window
+    due = cal.add_window(anchor, w.max, w.unit)
+    start = cal.add_window(anchor, w.min, w.unit) if w.min is not None else None
+    span = f"{w.min}-{w.max}" if w.min is not None else f"{w.max}"
+    unit = w.unit.replace("_", " ")
     parts = [
         step.description,
-        f"Window: within {span} business days of {_ANCHOR_WORDS[step.anchor]} ({anchor}); due {due}.",
+        f"Window: within {span} {unit} of {_ANCHOR_WORDS[step.anchor]} ({anchor}); due {due}.",
     ]
+    if step.summary_to:
+        to = summary_recipients(step, ctx, playbook)
+        parts.append("Send the summary to: " + ", ".join(_title_of(r, playbook) for r in to))
     if step.key == "internal_call" or step.template == "internal_summary.txt":
-        parts.append("Attendees: " + ", ".join(_title_of(r, playbook) for r in ctx.audience))
+        parts.append("Call attendees: " + ", ".join(_title_of(r, playbook) for r in ctx.audience))
     if step.checks_fields:
         parts.append("Fill in on the Case: " + ", ".join(step.checks_fields))
     if step.template:
-        parts.append("-" * 60 + "\n" + render(step.template, **_template_context(ctx, playbook)).strip())
+        values = _template_context(ctx, playbook)
+        values["summary_to"] = [_title_of(r, playbook) for r in summary_recipients(step, ctx, playbook)]
+        parts.append("-" * 60 + "\n" + render(step.template, **values).strip())
     parts.append(f"Survey response: {ctx.response_url}")
     return StepPlan(
         key=f"{ctx.response_id}:{step.key}",
@@ -248,6 +264,7 @@ def plan_case(
         customer_call_variant=routing.customer_call_variant,
         mrr=None if account.mrr is None else f"{account.mrr:,.2f}",
         flags=routing.flags,
+        inactive_roles=routing.inactive_roles,
     )
     anchors = {"response_received": received_on, "case_opened": opened_on or received_on}
     steps = [

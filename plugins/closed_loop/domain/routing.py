@@ -67,20 +67,38 @@ class Routing:
     internal_call_audience: tuple[str, ...]
     customer_call_variant: str
     flags: tuple[str, ...] = ()
+    inactive_roles: tuple[str, ...] = ()  # role users found inactive (their part went to the fallback)
 
 
-def internal_call_audience(topics: Iterable[str], playbook: Playbook) -> tuple[str, ...]:
-    """Roles to invite, in playbook role order; the default topic's audience when no topic is known."""
-    audience = playbook.topics.audience
+def internal_call_audience(
+    topics: Iterable[str], playbook: Playbook, inactive_roles: Iterable[str] = ()
+) -> tuple[str, ...]:
+    """Roles to invite, in playbook role order; the default topic's audience when no topic is known.
+    An inactive role is replaced by the playbook's ``routing.inactive_user`` role."""
+    audience, gone = playbook.topics.audience, set(inactive_roles)
+    fallback = playbook.routing.inactive_user.role
     chosen = {
-        role for topic in (tuple(topics) or (playbook.topics.default_topic,)) for role in audience[topic]
+        fallback if role in gone else role
+        for topic in (tuple(topics) or (playbook.topics.default_topic,))
+        for role in audience[topic]
     }
     return tuple(role for role in playbook.people.roles if role in chosen)
 
 
-def route(account: AccountFacts, topics: Iterable[str], playbook: Playbook) -> Routing:
-    """Apply the playbook's routing: LP by MRR threshold with documented fallbacks, tier and audience."""
+def route(
+    account: AccountFacts,
+    topics: Iterable[str],
+    playbook: Playbook,
+    inactive_roles: Iterable[str] = (),
+) -> Routing:
+    """Apply the playbook's routing: LP by MRR threshold with documented fallbacks, tier and audience.
+
+    The one lead decision, from the account (MRR, TSM and whether that user is active) and the role
+    users' state: ``inactive_roles`` names the playbook roles (doi, ms...) whose user is inactive;
+    one of them never leads or joins, the ``routing.inactive_user`` role does, flagged."""
     rules = playbook.routing
+    topics = tuple(topics)
+    gone = tuple(sorted(set(inactive_roles)))
     flags: list[str] = []
     if account.mrr is None:
         lp_role = rules.missing_mrr.role
@@ -93,6 +111,11 @@ def route(account: AccountFacts, topics: Iterable[str], playbook: Playbook) -> R
             flags.append(rules.missing_tsm.flag)
     else:
         lp_role = rules.otherwise
+    audience = internal_call_audience(topics, playbook, gone)
+    if gone:  # the summary goes to the DOI & MS on every case: an inactive one always matters
+        flags.append(rules.inactive_user.flag)
+    if lp_role in gone:
+        lp_role = rules.inactive_user.role
     lp_username = account.tsm_username if lp_role == "tsm" else playbook.username(lp_role)
     band = playbook.tiers.band_for(account.mrr)
     return Routing(
@@ -100,7 +123,8 @@ def route(account: AccountFacts, topics: Iterable[str], playbook: Playbook) -> R
         lp_username=str(lp_username),
         tier=band.name,
         channel=band.channel,
-        internal_call_audience=internal_call_audience(topics, playbook),
+        internal_call_audience=audience,
         customer_call_variant=ATTEND_TSM_CALL if lp_role == "tsm" else SCHEDULE_CALL,
         flags=tuple(flags),
+        inactive_roles=gone,
     )

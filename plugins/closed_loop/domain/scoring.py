@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from closed_loop.domain.survey import SurveyIndex, parse_survey_details
-from closed_loop.playbook import SEVERITY_RANK, TOPICS, Playbook, normalise
+from closed_loop.playbook import SEVERITY_RANK, TOPICS, Playbook, fold_typography, normalise
 
 CHOICE_FAMILIES = frozenset({"single_choice", "multiple_choice", "matrix"})
 KINDS = (
@@ -138,7 +138,9 @@ class _Rules:
             follow_sev=fol.severity,
             comment_qs=frozenset(map(normalise, com.questions)),
             comment_other=com.include_other_text,
-            patterns=tuple((p, re.compile(p, re.IGNORECASE)) for p in com.patterns) if com.enabled else (),
+            patterns=tuple((p, re.compile(fold_typography(p), re.IGNORECASE)) for p in com.patterns)
+            if com.enabled
+            else (),
             comment_sev=com.severity,
             risk_on=risk.enabled,
             risk_answers=frozenset(map(normalise, risk.neutral_or_worse_answers)),
@@ -480,10 +482,11 @@ def _vector_triggers(
         if rules.comment_other:
             body = body.where(body.notna(), a["other_text"])
         body = body.where(ok & (a["heading_n"].isin(rules.comment_qs) if rules.comment_qs else ok))
+        body_n = body.map(normalise, na_action="ignore").astype("str")  # patterns match normalised text
         with warnings.catch_warnings():  # playbook patterns may hold groups; only the match matters
             warnings.simplefilter("ignore", UserWarning)
             for source, pattern in rules.patterns:
-                matched[matched.isna() & body.str.contains(pattern, na=False)] = source
+                matched[matched.isna() & body_n.str.contains(pattern, na=False)] = source
         add(matched.notna(), "alarming_comment", body, _rule_comment, [matched], rules.comment_sev)
 
     if rules.risk_on and any(at_risk.values()):
@@ -684,7 +687,7 @@ def _naive_fired(q: Any, row: dict[str, Any], score: int | None, comment: str | 
         body = row["other_text"]
     if body is not None and (not rules.comment_qs or heading in rules.comment_qs):
         for source, pattern in rules.patterns:
-            if pattern.search(body):
+            if pattern.search(normalise(body)):
                 yield "alarming_comment", body, _rule_comment(source), rules.comment_sev
                 break
 
