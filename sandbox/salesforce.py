@@ -8,7 +8,7 @@ import re
 from datetime import date, timedelta
 from typing import Any
 
-from sandbox import records, simulation, soql
+from sandbox import records, sf_composite, simulation, soql
 from sandbox.reply import Reply, Request
 from sandbox.sf_schema import SCHEMA, Field, field_of, sobject_name
 from sandbox.state import PREFIX_TYPE, SandboxState, parse_ts
@@ -358,6 +358,8 @@ def handle(state: SandboxState, req: Request, version: str) -> tuple[str, Reply]
         return f"GET {head}", _query(state, req, version, include_deleted=head == "queryAll")
     if head == "sobjects":
         return _sobjects(state, req, version, parts[1:])
+    if head == "composite" and len(parts) == 1 and method == "POST":
+        return "POST composite", sf_composite.handle(state, req, version, handle)
     if head == "composite" and len(parts) >= 2 and parts[1] == "sobjects":
         return _composite(state, req, version, parts[2:])
     return f"{method} {'/'.join(parts)}", error(404, *NOT_FOUND)
@@ -367,6 +369,9 @@ def _query(state: SandboxState, req: Request, version: str, include_deleted: boo
     text = req.params.get("q")
     if not text:
         return error(400, "MALFORMED_QUERY", "unexpected token: <EOF>")
+    if len(text) > soql.MAX_SOQL_CHARS:  # SOQL and SOSL Limits: statements up to 100,000 characters
+        limit = soql.MAX_SOQL_CHARS
+        return error(400, "MALFORMED_QUERY", f"SOQL statements cannot exceed {limit} characters")
     try:
         query = soql.parse(text)
         rows = soql.execute(query, state.data["sf"], state.today, include_deleted)

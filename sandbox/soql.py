@@ -10,6 +10,8 @@ from typing import Any
 from sandbox.sf_schema import SCHEMA, Field, field_of, relationship_of, sobject_name
 from sandbox.state import PREFIX_TYPE, parse_ts
 
+MAX_SOQL_CHARS = 100_000  # SOQL and SOSL Reference, "SOQL and SOSL Limits"
+
 
 class SoqlError(Exception):
     def __init__(self, code: str, message: str) -> None:

@@ -265,7 +265,8 @@ def test_every_negative_gets_the_right_case_and_tasks_and_reruns_add_nothing(sur
     n = ingest.fetched
     assert sm.calls_made == 1 + math.ceil(n / 100) + 1, "survey lookup + pages + details"
     n_tasks = len(step_tasks) + len(dq)
-    assert sf.calls_made == 1 + math.ceil(len(negatives) / 200) + math.ceil(n_tasks / 200)
+    # Composite: 5 sObject Collections of 200 records per call (REST API Developer Guide)
+    assert sf.calls_made == 1 + math.ceil(len(negatives) / 1000) + math.ceil(n_tasks / 1000)
     counters = stack.sandbox.admin("GET", "counters")
     assert counters["sm"]["total"] == sm.calls_made and counters["sf"]["total"] == sf.calls_made
     print(f"\nintake run: {n} responses, {len(negatives)} cases, {n_tasks} tasks in {wall:.2f} s; "

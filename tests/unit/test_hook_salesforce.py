@@ -16,7 +16,6 @@ from closed_loop.hooks.salesforce import ClosedLoopSalesforceHook
 TOKEN = "00Dtest!AQ0AQFakeSessionToken.x9Zk2"
 INSTANCE = "https://org.example.com:8443"
 API = f"{INSTANCE}/services/data/v61.0"
-COLLECTION = f"{API}/composite/sobjects"
 
 
 @pytest.fixture
@@ -155,20 +154,51 @@ def test_query_is_retried_on_5xx(hook, requests_mock):
     assert requests_mock.last_request.timeout == 12.0
 
 
-# -- sObject Collections ----------------------------------------------------------------------------
-def test_create_450_records_takes_3_calls(hook, requests_mock):
-    requests_mock.post(COLLECTION, json=lambda request, context: ok_results(request.json()["records"]))
-    records = [{"Subject": f"Step {i}", "WhatId": "001A"} for i in range(450)]
+# -- sObject Collections through Composite ----------------------------------------------------------
+COMPOSITE = f"{API}/composite"
+SUB_COLLECTION = "/services/data/v61.0/composite/sobjects"
+
+
+def composite(per_sub):
+    """A /composite responder: ``per_sub(subrequest) -> (status, body)`` for each subrequest."""
+
+    def reply(request, context):
+        items = []
+        for sub in request.json()["compositeRequest"]:
+            status, body = per_sub(sub)
+            items.append(
+                {"body": body, "httpHeaders": {}, "httpStatusCode": status, "referenceId": sub["referenceId"]}
+            )
+        return {"compositeResponse": items}
+
+    return reply
+
+
+def all_ok(sub):
+    return 200, ok_results(sub["body"]["records"])
+
+
+def test_create_2450_records_takes_3_calls_of_5_collections(hook, requests_mock):
+    requests_mock.post(COMPOSITE, json=composite(all_ok))
+    records = [{"Subject": f"Step {i}", "WhatId": "001A"} for i in range(2450)]
     results = hook.create_records("Task", records)
     bodies = [r.json() for r in requests_mock.request_history]
-    assert [len(b["records"]) for b in bodies] == [200, 200, 50]
-    assert bodies[0]["allOrNone"] is False
-    assert bodies[2]["records"][-1] == {
+    # documented: up to 5 sObject Collections (200 records each) per composite call, one API call each
+    assert [[len(s["body"]["records"]) for s in b["compositeRequest"]] for b in bodies] == [
+        [200] * 5,
+        [200] * 5,
+        [200, 200, 50],
+    ]
+    assert all(
+        s["method"] == "POST" and s["url"] == SUB_COLLECTION for b in bodies for s in b["compositeRequest"]
+    )
+    assert bodies[0]["allOrNone"] is False and bodies[0]["compositeRequest"][0]["body"]["allOrNone"] is False
+    assert bodies[2]["compositeRequest"][-1]["body"]["records"][-1] == {
         "attributes": {"type": "Task"},
-        "Subject": "Step 449",
+        "Subject": "Step 2449",
         "WhatId": "001A",
     }
-    assert len(results) == 450 and all(r["success"] and r["created"] for r in results)
+    assert len(results) == 2450 and all(r["success"] and r["created"] for r in results)
     assert "attributes" not in records[0]  # input not mutated
 
 
@@ -183,35 +213,54 @@ def test_per_record_errors_come_back_in_order(hook, requests_mock):
         {"id": None, "success": False, "errors": [error]},
         {"id": "00T3", "success": True, "errors": []},
     ]
-    requests_mock.post(COLLECTION, json=reply)
+    requests_mock.post(COMPOSITE, json=composite(lambda sub: (200, reply)))
     results = hook.create_records("Task", [{"Subject": "a"}, {"Subject": "b" * 300}, {"Subject": "c"}])
     assert [r["success"] for r in results] == [True, False, True]
     assert results[1] == {"id": None, "success": False, "created": False, "errors": [error]}
     assert results[2]["id"] == "00T3"
 
 
-def test_upsert_by_external_id(hook, requests_mock):
-    route = requests_mock.patch(
-        f"{COLLECTION}/Case/Survey_Response_Id__c",
-        json=[
-            {"id": "5001", "success": True, "created": True, "errors": []},
-            {"id": "5002", "success": True, "created": False, "errors": []},
-        ],
-    )
+def test_a_failed_subrequest_fails_only_its_records(hook, requests_mock):
+    def per_sub(sub):
+        if sub["referenceId"] == "c1":
+            return 400, [{"errorCode": "EXCEEDED_ID_LIMIT", "message": "record limit reached"}]
+        return all_ok(sub)
+
+    requests_mock.post(COMPOSITE, json=composite(per_sub))
+    results = hook.create_records("Task", [{"Subject": str(i)} for i in range(450)])
+    assert [r["success"] for r in results] == [True] * 200 + [False] * 200 + [True] * 50
+    assert results[200]["errors"] == [
+        {"statusCode": "EXCEEDED_ID_LIMIT", "message": "record limit reached", "fields": []}
+    ]
+
+
+def test_upsert_by_external_id_with_subrequest_headers(hook, requests_mock):
+    reply = [
+        {"id": "5001", "success": True, "created": True, "errors": []},
+        {"id": "5002", "success": True, "created": False, "errors": []},
+    ]
+    route = requests_mock.post(COMPOSITE, json=composite(lambda sub: (200, reply)))
     records = [
         {"Survey_Response_Id__c": "r1", "Subject": "x"},
         {"Survey_Response_Id__c": "r2", "Subject": "y"},
     ]
-    results = hook.upsert_records("Case", "Survey_Response_Id__c", records)
+    headers = {"Sforce-Auto-Assign": "FALSE"}
+    results = hook.upsert_records("Case", "Survey_Response_Id__c", records, headers=headers)
     assert [(r["id"], r["created"]) for r in results] == [("5001", True), ("5002", False)]
-    assert route.last_request.json()["records"][0]["attributes"] == {"type": "Case"}
+    (sub,) = route.last_request.json()["compositeRequest"]
+    assert (sub["method"], sub["url"]) == ("PATCH", f"{SUB_COLLECTION}/Case/Survey_Response_Id__c")
+    assert sub["body"]["records"][0]["attributes"] == {"type": "Case"}
+    assert sub["httpHeaders"] == headers
 
 
 def test_update_requires_ids_and_uses_patch(hook, requests_mock):
     with pytest.raises(ValueError, match="lack Id"):
         hook.update_records("Case", [{"Status": "Closed"}])
-    requests_mock.patch(COLLECTION, json=[{"id": "5001", "success": True, "errors": []}])
+    route = requests_mock.post(
+        COMPOSITE, json=composite(lambda sub: (200, [{"id": "5001", "success": True, "errors": []}]))
+    )
     assert hook.update_records("Case", [{"Id": "5001", "Status": "Closed"}])[0]["created"] is False
+    assert route.last_request.json()["compositeRequest"][0]["method"] == "PATCH"
 
 
 def test_names_are_validated(hook):
@@ -220,19 +269,17 @@ def test_names_are_validated(hook):
 
 
 def test_upsert_is_retried_but_create_is_not(hook, requests_mock):
-    url = f"{COLLECTION}/Task/Closed_Loop_Key__c"
-    requests_mock.patch(
-        url, [{"exc": requests.ReadTimeout}, sf_error("UNKNOWN_EXCEPTION", 500), {"json": [{}]}]
-    )
+    ok = {"json": composite(lambda sub: (200, [{}]))}
+    requests_mock.post(COMPOSITE, [{"exc": requests.ReadTimeout}, sf_error("UNKNOWN_EXCEPTION", 500), ok])
     hook.upsert_records("Task", "Closed_Loop_Key__c", [{"Closed_Loop_Key__c": "k"}])
     assert requests_mock.call_count == 3
 
-    requests_mock.post(COLLECTION, exc=requests.ReadTimeout)
+    requests_mock.post(COMPOSITE, exc=requests.ReadTimeout)
     with pytest.raises(SalesforceApiError) as info:
         hook.create_records("Task", [{"Subject": "a"}])
     assert info.value.code == "TIMEOUT" and requests_mock.call_count == 4  # one create attempt only
 
-    requests_mock.post(COLLECTION, **sf_error("UNKNOWN_EXCEPTION", 500))
+    requests_mock.post(COMPOSITE, **sf_error("UNKNOWN_EXCEPTION", 500))
     with pytest.raises(SalesforceApiError) as info:
         hook.create_records("Task", [{"Subject": "a"}])
     assert (info.value.code, info.value.status) == (
@@ -242,9 +289,8 @@ def test_upsert_is_retried_but_create_is_not(hook, requests_mock):
 
 
 def test_create_is_retried_when_the_connection_never_opened(hook, requests_mock):
-    requests_mock.post(
-        COLLECTION, [{"exc": requests.ConnectTimeout}, {"json": [{"id": "00T1", "success": True}]}]
-    )
+    ok = composite(lambda sub: (200, [{"id": "00T1", "success": True}]))
+    requests_mock.post(COMPOSITE, [{"exc": requests.ConnectTimeout}, {"json": ok}])
     assert hook.create_records("Task", [{"Subject": "a"}])[0]["id"] == "00T1"
 
 
@@ -257,19 +303,19 @@ def test_session_expired_is_typed_and_not_retried(hook, requests_mock):
 
 def test_budget_exhausted_mid_batch_keeps_finished_results(hook, requests_mock):
     requests_mock.post(
-        COLLECTION,
+        COMPOSITE,
         [
-            {"json": ok_results(range(200))},
+            {"json": composite(all_ok)},
             sf_error("REQUEST_LIMIT_EXCEEDED", 403, "TotalRequests Limit exceeded."),
         ],
     )
     with pytest.raises(SalesforceBudgetExhausted) as info:
-        hook.create_records("Task", [{"Subject": str(i)} for i in range(450)])
-    assert len(info.value.completed) == 200 and requests_mock.call_count == 2
+        hook.create_records("Task", [{"Subject": str(i)} for i in range(1450)])
+    assert len(info.value.completed) == 1000 and requests_mock.call_count == 2
 
 
 def test_other_errors_carry_code_and_message(hook, requests_mock):
-    requests_mock.post(COLLECTION, **sf_error("INVALID_FIELD", 400, "No such column 'Foo__c'"))
+    requests_mock.post(COMPOSITE, **sf_error("INVALID_FIELD", 400, "No such column 'Foo__c'"))
     with pytest.raises(SalesforceApiError) as info:
         hook.create_records("Task", [{"Foo__c": 1}])
     assert type(info.value) is SalesforceApiError
@@ -281,9 +327,64 @@ def test_other_errors_carry_code_and_message(hook, requests_mock):
 
 
 def test_wrong_result_count_is_an_error(hook, requests_mock):
-    requests_mock.post(COLLECTION, json=[{"id": "00T1", "success": True}])
+    requests_mock.post(COMPOSITE, json={"compositeResponse": []})
     with pytest.raises(SalesforceApiError, match="BAD_RESPONSE"):
         hook.create_records("Task", [{"Subject": "a"}, {"Subject": "b"}])
+
+
+# -- queries through Composite ----------------------------------------------------------------------
+def _query_sub(sub):
+    """Each query answers 2 pages of 1 record; the record names its statement."""
+    url = sub["url"]
+    if "/query/LOC" in url:
+        return 200, {
+            "done": True,
+            "totalSize": 2,
+            "records": [{"attributes": {}, "Id": url.rsplit("-", 1)[1]}],
+        }
+    soql = parse_qs(urlsplit(url).query)["q"][0]
+    n = soql.rsplit(" ", 1)[1]
+    more = f"/services/data/v61.0/query/LOC-{n}b"
+    return 200, {
+        "done": False,
+        "totalSize": 2,
+        "nextRecordsUrl": more,
+        "records": [{"attributes": {}, "Id": n}],
+    }
+
+
+def test_query_many_packs_5_query_operations_per_call(hook, requests_mock):
+    route = requests_mock.post(COMPOSITE, json=composite(_query_sub))
+    soqls = [f"SELECT Id FROM Case LIMIT {i}" for i in range(7)]
+    rows = hook.query_many(soqls, include_deleted=True)
+    assert rows == [[{"Id": str(i)}, {"Id": f"{i}b"}] for i in range(7)]
+    subs = [r.json()["compositeRequest"] for r in route.request_history]
+    # 7 first pages + 7 next pages = 14 query operations, at most 5 per call: 3 calls
+    assert [len(s) for s in subs] == [5, 5, 4]
+    assert subs[0][0]["url"].startswith("/services/data/v61.0/queryAll/?q=")
+
+
+def test_query_ids_binds_2000_ids_per_statement(hook, requests_mock):
+    seen = []
+
+    def per_sub(sub):
+        soql = parse_qs(urlsplit(sub["url"]).query)["q"][0]
+        seen.append(soql)
+        return 200, {"done": True, "totalSize": 0, "records": []}
+
+    requests_mock.post(COMPOSITE, json=composite(per_sub))
+    ids = [f"500{i:015d}" for i in range(4500)]
+    hook.query_ids("SELECT Id FROM Case WHERE Id IN {values}", ids + ids[:10])
+    assert [s.count("'500") for s in seen] == [2000, 2000, 500]
+    assert requests_mock.call_count == 1 and all(len(s) <= 100_000 for s in seen)
+
+
+def test_a_failed_query_subrequest_raises_typed(hook, requests_mock):
+    bad = [{"errorCode": "MALFORMED_QUERY", "message": "unexpected token"}]
+    requests_mock.post(COMPOSITE, json=composite(lambda sub: (400, bad)))
+    with pytest.raises(SalesforceApiError) as info:
+        hook.query_many(["SELECT Nope FROM Case"])
+    assert (info.value.code, info.value.status) == ("MALFORMED_QUERY", 400)
 
 
 # -- secrecy ----------------------------------------------------------------------------------------
@@ -294,7 +395,7 @@ def test_token_never_in_logs_or_exceptions(hook, requests_mock, caplog, capsys):
     )
     with pytest.raises(SalesforceApiError) as first:
         list(hook.query("SELECT Id FROM Account"))
-    requests_mock.post(COLLECTION, **sf_error("INVALID_SESSION_ID", 401, "Session expired or invalid"))
+    requests_mock.post(COMPOSITE, **sf_error("INVALID_SESSION_ID", 401, "Session expired or invalid"))
     with pytest.raises(SalesforceSessionExpired) as second:
         hook.create_records("Task", [{"Subject": "a"}])
     logs = caplog.text + "".join(capsys.readouterr())

@@ -3,7 +3,8 @@
 Added: a direct session from the connection (extra ``access_token`` + ``instance_url``, optional
 ``version``, default 61.0), a CA bundle (extra ``ca_bundle``; verification is never disabled), a request
 timeout (extra ``timeout``, default 60 s), escaped SOQL with lazy paging, sObject Collections in chunks of
-200 with per-record results, bounded retries, ``Sforce-Limit-Info`` tracking and typed errors.
+200 (5 per Composite call) with per-record results, Composite query batches, bounded retries,
+``Sforce-Limit-Info`` tracking and typed errors.
 
 Retries (tenacity, exponential with jitter): queries, updates and upserts are retried on 5xx, timeouts and
 broken connections; a plain create is retried only when the connection was never established, because
@@ -33,14 +34,14 @@ from closed_loop.hooks.errors import (
     SalesforceSessionExpired,
     never_sent,
 )
+from closed_loop.hooks.sf_composite import CompositeMixin
 
 DEFAULT_API_VERSION = "61.0"
-COLLECTION_SIZE = 200
 MAX_URL_CHARS = 16_000
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
-class ClosedLoopSalesforceHook(SalesforceHook):
+class ClosedLoopSalesforceHook(CompositeMixin, SalesforceHook):
     """``SalesforceHook`` with direct sessions, sObject Collections, retries and API-usage tracking.
 
     :param salesforce_conn_id: connection of type ``salesforce``.
@@ -223,59 +224,34 @@ class ClosedLoopSalesforceHook(SalesforceHook):
         yield from self._iter_query(soql, include_deleted=False)
 
     # -- sObject Collections ------------------------------------------------------------------------
-    def create_records(self, sobject: str, records: Sequence[dict], all_or_none: bool = False) -> list[dict]:
-        """Create records, 200 per call. Not retried after a timeout: prefer ``upsert_records``."""
-        return self._collection("POST", "composite/sobjects", sobject, records, all_or_none, False)
+    # Writes are sObject Collections of 200 records, 5 per Composite call (sf_composite.CompositeMixin);
+    # ``headers`` go on each subrequest (e.g. ``Sforce-Auto-Assign``).
+    def create_records(
+        self, sobject: str, records: Sequence[dict], all_or_none: bool = False, headers=None
+    ) -> list[dict]:
+        """Create records, 1,000 per call. Not retried after a timeout: prefer ``upsert_records``."""
+        return self._collection("POST", "composite/sobjects", sobject, records, all_or_none, False, headers)
 
-    def update_records(self, sobject: str, records: Sequence[dict], all_or_none: bool = False) -> list[dict]:
-        """Update records by ``Id``, 200 per call."""
+    def update_records(
+        self, sobject: str, records: Sequence[dict], all_or_none: bool = False, headers=None
+    ) -> list[dict]:
+        """Update records by ``Id``, 1,000 per call."""
         _require_field(records, "Id")
-        return self._collection("PATCH", "composite/sobjects", sobject, records, all_or_none, True)
+        return self._collection("PATCH", "composite/sobjects", sobject, records, all_or_none, True, headers)
 
     def upsert_records(
-        self, sobject: str, ext_id_field: str, records: Sequence[dict], all_or_none: bool = False
+        self,
+        sobject: str,
+        ext_id_field: str,
+        records: Sequence[dict],
+        all_or_none: bool = False,
+        headers=None,
     ) -> list[dict]:
-        """Insert or update by an external id field, 200 per call; safe to retry."""
+        """Insert or update by an external id field, 1,000 per call; safe to retry."""
         _check_name(ext_id_field)
         _require_field(records, ext_id_field)
         path = f"composite/sobjects/{sobject}/{ext_id_field}"
-        return self._collection("PATCH", path, sobject, records, all_or_none, True)
-
-    def _collection(
-        self,
-        method: str,
-        path: str,
-        sobject: str,
-        records: Sequence[dict],
-        all_or_none: bool,
-        idempotent: bool,
-    ) -> list[dict]:
-        """Per-record results ``{id, success, created, errors[{statusCode, message, fields}]}`` in input
-        order; a whole-call failure raises, with the finished chunks' results in ``exc.completed``."""
-        _check_name(sobject)
-        records = list(records)
-        sf = self.get_conn()
-        results: list[dict] = []
-        for start in range(0, len(records), COLLECTION_SIZE):
-            batch = records[start : start + COLLECTION_SIZE]
-            body = {
-                "allOrNone": all_or_none,
-                "records": [
-                    {"attributes": {"type": sobject}, **{k: v for k, v in r.items() if k != "attributes"}}
-                    for r in batch
-                ],
-            }
-            try:
-                reply = self._call(
-                    sf.restful, path, method=method, json=body, idempotent=idempotent, timeout=self.timeout
-                )
-                if not isinstance(reply, list) or len(reply) != len(batch):
-                    raise SalesforceApiError("BAD_RESPONSE", f"expected {len(batch)} results")
-            except SalesforceApiError as exc:
-                exc.completed = results
-                raise
-            results.extend(_record_result(item, created_default=method == "POST") for item in reply)
-        return results
+        return self._collection("PATCH", path, sobject, records, all_or_none, True, headers)
 
 
 def _record_result(item: dict, created_default: bool) -> dict:

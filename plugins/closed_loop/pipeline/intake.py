@@ -565,7 +565,7 @@ def open_cases(sf_hook, ledger, playbook, calendar, today: date, dry_run: bool =
     """Write every planned case to Salesforce: one owner query, Case upserts, then Task upserts (step
     Tasks + one data-quality Task per unreported intake quarantine item), then mark them in the ledger.
 
-    Salesforce calls: 1 user query + ``ceil(cases/200)`` + ``ceil(tasks/200)``; none when idle.
+    Salesforce calls: 1 user query + ``ceil(cases/1000)`` + ``ceil(tasks/1000)`` (Composite); none when idle.
     Per-record failures are quarantined with Salesforce's error and retried on the next run.
     """
     summary = OpenSummary(dry_run=dry_run)

@@ -42,7 +42,7 @@ def upsert_by_external_id(
     sf_hook, sobject: str, external_id: str, rows: Sequence[Mapping]
 ) -> list[WriteResult]:
     """Upsert ``rows`` (field dicts that each carry ``external_id``) through sObject Collections,
-    200 per call; one WriteResult per row, in order."""
+    200 per collection and 5 collections per Composite call; one WriteResult per row, in order."""
     rows = list(rows)
     if not rows:
         return []
@@ -66,10 +66,10 @@ def upsert_by_external_id(
 
 
 def upsert_cases(sf_hook, case_rows: Sequence[Mapping], external_id: str = CASE_EXTERNAL_ID):
-    """Upsert Cases by ``Survey_Response_Id__c`` (``ceil(n/200)`` calls). Returns WriteResults."""
+    """Upsert Cases by ``Survey_Response_Id__c`` (``ceil(n/1000)`` calls). Returns WriteResults."""
     return upsert_by_external_id(sf_hook, "Case", external_id, case_rows)
 
 
 def upsert_tasks(sf_hook, task_rows: Sequence[Mapping], external_id: str = TASK_EXTERNAL_ID):
-    """Upsert Tasks by ``Closed_Loop_Key__c`` (``ceil(n/200)`` calls). Returns WriteResults."""
+    """Upsert Tasks by ``Closed_Loop_Key__c`` (``ceil(n/1000)`` calls). Returns WriteResults."""
     return upsert_by_external_id(sf_hook, "Task", external_id, task_rows)
