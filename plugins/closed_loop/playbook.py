@@ -17,7 +17,9 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
+import re2
 import yaml
+from croniter import croniter
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "include" / "playbook.yaml"
@@ -39,6 +41,10 @@ Name = Annotated[str, Field(pattern=_NAME)]
 SfField = Annotated[str, Field(pattern=_SF_FIELD, max_length=80)]
 Email = Annotated[str, Field(pattern=_EMAIL)]
 NonEmpty = Annotated[str, Field(min_length=1)]
+# One line of text: it ends up in email headers, Task Subjects and SOQL-free labels (no CR/LF, bounded).
+Line = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^\r\n\x00]+$")]
+MAX_BYTES = 1_000_000  # the shipped playbook is ~12 kB; a bigger file is a mistake, not a playbook
+MAX_DAYS = 366  # no business rule waits longer than a year
 
 
 class PlaybookError(ValueError):
@@ -66,11 +72,24 @@ def normalise(text: str) -> str:
     return re.sub(r"\s+", " ", fold_typography(text)).strip().casefold()
 
 
+def compile_pattern(value: str):
+    """Case-insensitive RE2 pattern: linear time in the text, so no comment can stall scoring (ReDoS)."""
+    options = re2.Options()
+    options.case_sensitive = False
+    options.log_errors = False
+    return re2.compile(value, options)
+
+
 def _regex(value: str) -> str:
     try:
         re.compile(value, re.IGNORECASE)
     except re.error as exc:
         raise ValueError(f"not a valid regular expression: {exc}") from exc
+    try:
+        compile_pattern(value)
+    except re2.error as exc:
+        detail = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else exc
+        raise ValueError(f"not supported by the linear-time (RE2) engine: {detail}") from exc
     return value
 
 
@@ -83,8 +102,8 @@ def _timezone(value: str) -> str:
 
 
 def _cron(value: str) -> str:
-    if len(value.split()) != 5:
-        raise ValueError("a cron expression has five fields")
+    if len(value.split()) != 5 or not croniter.is_valid(value):
+        raise ValueError("not a valid five-field cron expression")
     return value
 
 
@@ -96,15 +115,15 @@ class _Model(BaseModel):
 
 
 class Company(_Model):
-    name: NonEmpty
-    team_name: NonEmpty
+    name: Line
+    team_name: Line
     support_email: Email
-    website: NonEmpty
+    website: Line
 
 
 class Role(_Model):
     username: Email
-    title: NonEmpty
+    title: Line
 
 
 class People(_Model):
@@ -122,13 +141,22 @@ class People(_Model):
 
 
 class SurveyRef(_Model):
-    title: NonEmpty
+    title: Line
     id: str | None = None
 
 
 class Surveys(_Model):
     main: SurveyRef
     recovery_pulse: SurveyRef
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Surveys:
+        if normalise(self.main.title) == normalise(self.recovery_pulse.title):
+            raise ValueError(
+                f"main and recovery_pulse have the same title {self.main.title!r}: "
+                "responses would be read from the wrong survey"
+            )
+        return self
 
 
 # --- triggers -----------------------------------------------------------------------------------------
@@ -145,15 +173,15 @@ class NegativeAnswerTrigger(_Model):
 
 
 class ScoreBand(_Model):
-    at_or_below: int
+    at_or_below: int = Field(ge=-1000, le=1000)
     severity: Severity
 
 
 class LowScoreTrigger(_Model):
     enabled: bool = True
     question: NonEmpty
-    scale_min: int = 0
-    scale_max: int = 10
+    scale_min: int = Field(default=0, ge=-1000, le=1000)
+    scale_max: int = Field(default=10, ge=-1000, le=1000)
     bands: list[ScoreBand] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -177,7 +205,7 @@ class AtRiskTrigger(_Model):
     enabled: bool = True
     severity: Severity = "high"
     neutral_or_worse_answers: list[NonEmpty] = Field(min_length=1)
-    score_at_or_below: int | None = None
+    score_at_or_below: int | None = Field(default=None, ge=-1000, le=1000)
 
 
 class ChoiceQuestionTrigger(_Model):
@@ -234,7 +262,7 @@ class Fallback(_Model):
 
 
 class Routing(_Model):
-    mrr_threshold: Decimal = Field(ge=0)
+    mrr_threshold: Decimal = Field(ge=0, le=10**9)
     comparison: Literal["gt", "gte"] = "gt"
     above_threshold: Literal["tsm"] = "tsm"
     otherwise: Name = "doi"
@@ -251,7 +279,7 @@ class Routing(_Model):
 class TierBand(_Model):
     name: Name
     channel: Literal["phone_call_now", "personalised_email", "standard_email"]
-    min_mrr: Decimal | None = None
+    min_mrr: Decimal | None = Field(default=None, ge=0, le=10**9)
     min_inclusive: bool = True
 
     def contains(self, mrr: Decimal) -> bool:
@@ -293,8 +321,8 @@ WindowUnit = Literal["business_days", "calendar_days", "weeks"]
 
 
 class Window(_Model):
-    min: int | None = Field(default=None, ge=0)
-    max: int = Field(ge=0)
+    min: int | None = Field(default=None, ge=0, le=MAX_DAYS)
+    max: int = Field(ge=0, le=MAX_DAYS)
     unit: WindowUnit = "business_days"
 
     @model_validator(mode="after")
@@ -309,14 +337,14 @@ _ACTIVATION = r"^(on_open|on_complete_of:[a-z][a-z0-9_]*|on_condition:[a-z_]+(,[
 
 class Step(_Model):
     key: Name
-    title: NonEmpty
+    title: Line
     owner: Name
     window: Window
     anchor: Anchor
     activation: Annotated[str, Field(pattern=_ACTIVATION)]
     template: str | None = None
     description: NonEmpty
-    variants: dict[Name, NonEmpty] = Field(default_factory=dict)
+    variants: dict[Name, Line] = Field(default_factory=dict)
     checks_fields: list[SfField] = Field(default_factory=list)
     summary_to: list[Name] = Field(default_factory=list)  # roles who receive the issue summary
 
@@ -349,21 +377,21 @@ class Calendar(_Model):
 
 
 class Dispatch(_Model):
-    survey_delay_days: int = Field(ge=0)
-    catch_up_window_days: int = Field(ge=0)
-    reminder_delay_days: int = Field(ge=1)
-    reminder_window_days: int = Field(default=14, ge=0)  # no reminder once the invite is older than this
-    resurvey_quarantine_days: int = Field(ge=0)
+    survey_delay_days: int = Field(ge=0, le=MAX_DAYS)
+    catch_up_window_days: int = Field(ge=0, le=MAX_DAYS)
+    reminder_delay_days: int = Field(ge=1, le=MAX_DAYS)
+    reminder_window_days: int = Field(default=14, ge=0, le=MAX_DAYS)  # no reminder for older invites
+    resurvey_quarantine_days: int = Field(ge=0, le=5 * MAX_DAYS)
     hold_while_open_case: bool = True
     lp_reminder_task: bool = True
 
 
 class Intake(_Model):
     schedule: Annotated[str, AfterValidator(_cron)]
-    watermark_overlap_minutes: int = Field(ge=0)
+    watermark_overlap_minutes: int = Field(ge=0, le=24 * 60)
     # A partial response with a negative answer that is still not completed this long after it was
     # last changed is treated as final (SOP: "any question that receives ...") and opens its Case.
-    partial_grace_hours: int = Field(default=48, ge=0)
+    partial_grace_hours: int = Field(default=48, ge=0, le=24 * MAX_DAYS)
 
 
 class FieldEquals(_Model):
@@ -379,14 +407,14 @@ class EscalationOwners(_Model):
 
 class Sla(_Model):
     pre_due_reminder: bool = True
-    pre_due_reminder_business_days: int = Field(default=1, ge=0)
+    pre_due_reminder_business_days: int = Field(default=1, ge=0, le=MAX_DAYS)
     dissatisfied_when: FieldEquals
     documentation_fields: list[SfField] = Field(min_length=1)
     escalation_owners: EscalationOwners
 
 
 class Recovery(_Model):
-    pulse_survey_title: NonEmpty
+    pulse_survey_title: Line
     send_on_close: bool = True
     satisfaction_question: NonEmpty = "How satisfied are you with how we handled your feedback?"
     satisfied_answers: list[NonEmpty] = Field(default_factory=lambda: ["Very satisfied", "Satisfied"])
@@ -470,6 +498,16 @@ class Playbook(_Model):
                 known = keys if step.activation_kind == "on_complete_of" else CONDITIONS
                 if arg not in known:
                     raise ValueError(f"steps[{i}].activation: unknown {arg!r} in {step.activation!r}")
+        for i, step in enumerate(self.steps):
+            if step.activation_kind == "on_complete_of" and _waits_on_itself(step.key, self.steps):
+                raise ValueError(
+                    f"steps[{i}].activation: {step.key!r} waits on its own completion "
+                    f"({step.activation!r}), so it is never created"
+                )
+        if normalise(self.recovery.pulse_survey_title) == normalise(self.surveys.main.title):
+            raise ValueError(
+                f"recovery.pulse_survey_title: equals the main survey title {self.surveys.main.title!r}"
+            )
         for topic, audience in self.topics.audience.items():
             for role in audience:
                 if role not in roles:
@@ -501,6 +539,20 @@ class Playbook(_Model):
     def username(self, role: str) -> str:
         """Salesforce username of a fixed role (doi, ms, management, ops...)."""
         return self.people.roles[role].username
+
+
+def _waits_on_itself(key: str, steps: list[Step]) -> bool:
+    """True when ``key``'s on_complete_of chain leads back to ``key`` (itself or a cycle)."""
+    after = {s.key: s.activation_args for s in steps if s.activation_kind == "on_complete_of"}
+    seen, todo = set(), list(after.get(key, ()))
+    while todo:
+        current = todo.pop()
+        if current == key:
+            return True
+        if current not in seen:
+            seen.add(current)
+            todo.extend(after.get(current, ()))
+    return False
 
 
 # --- load / dump --------------------------------------------------------------------------------------
@@ -536,12 +588,38 @@ def default_path() -> Path:
     return Path(os.environ.get(ENV_VAR) or DEFAULT_PATH)
 
 
+def _duplicate_keys(node: yaml.Node, where: str = "") -> list[str]:
+    """Dotted paths of keys given twice in one mapping (YAML would silently keep the last one)."""
+    found: list[str] = []
+    if isinstance(node, yaml.MappingNode):
+        seen: set[Any] = set()
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else repr(key_node)
+            path = f"{where}.{key}" if where else str(key)
+            if key in seen:
+                found.append(f"{path} (line {key_node.start_mark.line + 1})")
+            seen.add(key)
+            found += _duplicate_keys(value_node, path)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            found += _duplicate_keys(item, f"{where}[{i}]")
+    return found
+
+
 def load_playbook(path: str | os.PathLike[str] | None = None) -> Playbook:
     """Read and validate the playbook; raise PlaybookError on any problem."""
     path = Path(path) if path is not None else default_path()
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise PlaybookError(f"playbook {path} is {size:,} bytes; the limit is {MAX_BYTES:,}")
+        text = path.read_text(encoding="utf-8")
+        duplicates = _duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader))
+        if duplicates:
+            twice = ", ".join(duplicates)
+            raise PlaybookError(f"playbook {path} gives a key twice (the last would win): {twice}")
+        data = yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError) as exc:
         raise PlaybookError(f"cannot read playbook {path}: {exc}") from exc
     except yaml.YAMLError as exc:
         raise PlaybookError(f"playbook {path} is not valid YAML: {exc}") from exc

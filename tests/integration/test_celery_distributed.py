@@ -14,7 +14,7 @@ from devtools import mail_sink
 from devtools.distributed import DistributedAirflow
 
 REPO = Path(__file__).resolve().parents[2]
-pytestmark = [pytest.mark.celery, pytest.mark.postgres, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.celery, pytest.mark.postgres, pytest.mark.timeout(3600)]
 
 PROBE_DAG = """
 import pendulum
@@ -62,7 +62,7 @@ def test_harness_runs_a_dag_on_the_celery_worker(tmp_path):
     started = time.monotonic()
     with DistributedAirflow(tmp_path / "cluster", dag_id="celery_probe", dags_folder=dags) as cluster:
         run_id = cluster.trigger("celery_probe", conf={"token": "t-123"})
-        state = cluster.wait_for_run("celery_probe", run_id, timeout=120)
+        state = cluster.wait_for_run("celery_probe", run_id, timeout=1800)
         assert state == "success", cluster.diagnostics()
         tis = _assert_ran_on_worker(cluster, "celery_probe", run_id)
         assert {ti["task_id"] for ti in tis} == {"first", "second"}
@@ -95,7 +95,7 @@ def test_response_intake_runs_distributed_against_the_sandbox(tmp_path):
                 tmp_path / "cluster", dag_id="response_intake", extra_env=env, ledger=True
             ) as cluster:
                 run_id = cluster.trigger("response_intake")
-                state = cluster.wait_for_run("response_intake", run_id, timeout=150)
+                state = cluster.wait_for_run("response_intake", run_id, timeout=1800)
                 assert state == "success", cluster.diagnostics()
                 _assert_ran_on_worker(cluster, "response_intake", run_id)
                 pids = list(cluster.pids().values())

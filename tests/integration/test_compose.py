@@ -207,7 +207,7 @@ def test_docker_compose_config_accepts_the_file(tmp_path):
             cwd=REPO,
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=1800,  # hang guard
         )
         assert proc.returncode == 0, proc.stderr
         rendered = yaml.safe_load(proc.stdout)

@@ -72,7 +72,7 @@ def empty_database_url(pg_ledger):
     admin.dispose()
 
 
-@pytest.mark.timeout(60)  # without the advisory lock, concurrent upgrades block each other
+@pytest.mark.timeout(1800)  # hang guard: without the advisory lock, concurrent upgrades block each other
 def test_parallel_first_migrations_serialise(empty_database_url):
     """Several tasks starting at once on an empty database: one creates the schema, the others wait."""
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()

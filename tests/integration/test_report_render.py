@@ -42,7 +42,7 @@ def screenshot(html: str, tmp_path: Path, name: str) -> Image.Image:
         f"--user-data-dir={tmp_path / ('profile-' + name)}", f"--screenshot={png}",
         f"--window-size={WINDOW[0]},{WINDOW[1]}", page.as_uri(),
     ]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=90, check=False)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, check=False)  # hang guard
     assert png.exists(), f"chromium wrote no screenshot (exit {done.returncode}): {done.stderr[-2000:]}"
     return Image.open(png).convert("RGB")
 

@@ -10,7 +10,12 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from closed_loop.hooks.errors import SalesforceApiError, SalesforceBudgetExhausted, SalesforceSessionExpired
+from closed_loop.hooks.errors import (
+    InsecureEndpoint,
+    SalesforceApiError,
+    SalesforceBudgetExhausted,
+    SalesforceSessionExpired,
+)
 from closed_loop.hooks.salesforce import ClosedLoopSalesforceHook
 
 TOKEN = "00Dtest!AQ0AQFakeSessionToken.x9Zk2"
@@ -58,6 +63,15 @@ def test_direct_session_from_the_connection(hook, ca_bundle):
     assert sf.session.verify == ca_bundle
     assert hook.timeout == 12.0
     mask.assert_any_call(TOKEN)
+
+
+def test_a_clear_text_instance_url_is_refused_before_any_call(monkeypatch, requests_mock):
+    extra = {"access_token": TOKEN, "instance_url": "http://org.example.com"}
+    monkeypatch.setenv("AIRFLOW_CONN_SF_PLAIN", json.dumps({"conn_type": "salesforce", "extra": extra}))
+    with pytest.raises(InsecureEndpoint, match=r"instance_url must be an https:// URL") as err:
+        ClosedLoopSalesforceHook("sf_plain").get_conn()
+    assert TOKEN not in str(err.value)
+    assert requests_mock.call_count == 0
 
 
 def test_without_token_defers_to_the_provider_login(monkeypatch, ca_bundle):

@@ -66,6 +66,16 @@ def test_uri_connection_host_and_schema(monkeypatch):
     assert SurveyMonkeyHook("sm_ca").base_url == "https://api.surveymonkey.ca/v3"
 
 
+@pytest.mark.parametrize("host", ["http://api.surveymonkey.com/v3", "ftp://api.surveymonkey.com/v3"])
+def test_a_clear_text_base_url_is_refused_before_any_call(monkeypatch, requests_mock, host):
+    """The bearer token would travel unencrypted: the hook refuses to build a session at all."""
+    set_conn(monkeypatch, "sm_plain", host=host)
+    with pytest.raises(errors.InsecureEndpoint, match=r"must be an https:// URL") as err:
+        SurveyMonkeyHook("sm_plain").get_conn()
+    assert TOKEN not in str(err.value)
+    assert requests_mock.call_count == 0
+
+
 def test_missing_token_is_an_error(monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_SM_EMPTY", json.dumps({"conn_type": "surveymonkey"}))
     with pytest.raises(ValueError, match="no access token"):

@@ -161,3 +161,80 @@ def test_models_are_frozen():
     pb = load_playbook()
     with pytest.raises(ValueError):
         pb.routing.mrr_threshold = 1  # type: ignore[misc]
+
+
+# --- attacks on the playbook (issue 19 item 9): each a clear error with its key path -----------------
+
+
+def test_a_key_given_twice_is_refused_with_its_path(tmp_path):
+    """A second ``triggers:`` block (YAML keeps the last) would silently turn the SOP trigger off."""
+    text = DEFAULT_PATH.read_text() + "\ntriggers:\n  negative_answer: {enabled: false}\n"
+    path = tmp_path / "twice.yaml"
+    path.write_text(text)
+    with pytest.raises(PlaybookError, match=r"gives a key twice .*triggers \(line \d+\)"):
+        load_playbook(path)
+    nested = DEFAULT_PATH.read_text().replace(
+        "  mrr_threshold: 3000\n", "  mrr_threshold: 3000\n  mrr_threshold: 999999\n"
+    )
+    path.write_text(nested)
+    with pytest.raises(PlaybookError, match=r"routing\.mrr_threshold \(line \d+\)"):
+        load_playbook(path)
+
+
+def test_a_huge_playbook_is_refused_before_parsing(tmp_path):
+    path = tmp_path / "huge.yaml"
+    path.write_text(DEFAULT_PATH.read_text() + "#" + "x" * 2_000_000 + "\n")
+    with pytest.raises(PlaybookError, match=r"bytes; the limit is 1,000,000"):
+        load_playbook(path)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        (("intake", "schedule"), "every day at the hour", ["intake.schedule", "five-field cron"]),
+        (("intake", "schedule"), "99 * * * *", ["intake.schedule", "'99 * * * *'"]),
+        (("intake", "schedule"), "*/15 * * * * *", ["intake.schedule"]),
+        (
+            ("steps", 5, "activation"),
+            "on_complete_of:follow_up",
+            ["steps[5].activation", "'follow_up' waits on its own completion"],
+        ),
+        (("surveys", "recovery_pulse", "title"), "post-implementation  FEEDBACK", ["surveys", "same title"]),
+        (("recovery", "pulse_survey_title"), "Post-Implementation Feedback", ["recovery.pulse_survey_title"]),
+        (
+            ("triggers", "alarming_comment", "patterns", 0),
+            r"(\w+)\s+\1",
+            ["triggers.alarming_comment.patterns[0]", "linear-time (RE2)"],
+        ),
+        (("steps", 0, "window", "max"), 100000, ["steps[0].window.max", "100000"]),
+        (("dispatch", "survey_delay_days"), 10**9, ["dispatch.survey_delay_days"]),
+        (("routing", "mrr_threshold"), "1e30", ["routing.mrr_threshold"]),
+        (("intake", "watermark_overlap_minutes"), 10**7, ["intake.watermark_overlap_minutes"]),
+        (("triggers", "low_score", "scale_max"), 10**12, ["triggers.low_score.scale_max"]),
+        (("company", "name"), "Northwind\r\nBcc: everyone@example.com", ["company.name", "\\r\\nBcc"]),
+        (("steps", 0, "title"), "Acknowledge\nnow", ["steps[0].title"]),
+    ],
+)
+def test_attacks_on_the_playbook_name_the_key(path, value, expected):
+    test_bad_values_name_the_key_and_the_value(path, value, expected)
+
+
+def test_a_two_step_cycle_is_refused():
+    data = playbook_data()
+    _set(data, ("steps", 0, "activation"), "on_complete_of:follow_up")  # acknowledge <-> follow_up
+    with pytest.raises(PlaybookError, match=r"steps\[0\]\.activation: 'acknowledge' waits on its own"):
+        parse_playbook(data)
+
+
+def test_a_catastrophic_pattern_scores_a_long_comment_in_linear_time():
+    """``(a+)+$`` backtracks exponentially in Python's re; the playbook's engine (RE2) does not. Bound by
+    work: 30 characters already take Python's engine minutes (2**30 paths), RE2 reads 200,000 at once."""
+    from closed_loop.playbook import compile_pattern
+
+    data = playbook_data()
+    _set(data, ("triggers", "alarming_comment", "patterns", 0), "(a+)+$")
+    pb = parse_playbook(data)
+    pattern = compile_pattern(pb.triggers.alarming_comment.patterns[0])
+    assert pattern.search("a" * 200_000 + "!") is None
+    assert pattern.search("b" + "a" * 200_000) is not None
+    assert compile_pattern(r"\bcancel").search("We will CANCEL the contract") is not None

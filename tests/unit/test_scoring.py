@@ -264,3 +264,17 @@ def test_vectorised_equals_naive(batch, risk):
 
 def test_agree_and_helpful_scales_are_in_the_fixture():
     assert AGREE[-1] == "Strongly Disagree" and HELPFUL[-1] == "Not helpful at all"
+
+
+def test_a_catastrophic_pattern_cannot_stall_scoring():
+    """``(a+)+$`` on 40 a's and a '!' is 2**40 backtracking paths for Python's re (hours); scoring uses
+    RE2, whose work grows with the text, so both scorers finish and agree (no trigger: no match)."""
+    redos = playbook_with(triggers__alarming_comment__patterns=["(a+)+$", r"\bcancel"])
+    from closed_loop.domain.scoring import _Rules
+
+    assert all(type(p).__module__.startswith("re2") for _, p in _Rules.of(redos).patterns)
+    s = score({COMMENT: "a" * 40 + "!"}, playbook=redos)
+    assert not s.negative
+    assert kinds(score({COMMENT: "We may cancel"}, playbook=redos)) == [
+        ("alarming_comment", "We may cancel", "high")
+    ]

@@ -9,7 +9,6 @@ Unknown ids and malformed answers are reported as problems; the rest of the resp
 from __future__ import annotations
 
 import re
-import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from closed_loop.domain.survey import SurveyIndex, parse_survey_details
-from closed_loop.playbook import SEVERITY_RANK, TOPICS, Playbook, fold_typography, normalise
+from closed_loop.playbook import SEVERITY_RANK, TOPICS, Playbook, compile_pattern, fold_typography, normalise
 
 CHOICE_FAMILIES = frozenset({"single_choice", "multiple_choice", "matrix"})
 KINDS = (
@@ -104,7 +103,7 @@ class _Rules:
     follow_sev: str
     comment_qs: frozenset[str]
     comment_other: bool
-    patterns: tuple[tuple[str, re.Pattern[str]], ...]
+    patterns: tuple[tuple[str, Any], ...]  # (source, RE2 pattern: linear time, no ReDoS)
     comment_sev: str
     risk_on: bool
     risk_answers: frozenset[str]
@@ -138,7 +137,7 @@ class _Rules:
             follow_sev=fol.severity,
             comment_qs=frozenset(map(normalise, com.questions)),
             comment_other=com.include_other_text,
-            patterns=tuple((p, re.compile(fold_typography(p), re.IGNORECASE)) for p in com.patterns)
+            patterns=tuple((p, compile_pattern(fold_typography(p))) for p in com.patterns)
             if com.enabled
             else (),
             comment_sev=com.severity,
@@ -482,11 +481,10 @@ def _vector_triggers(
         if rules.comment_other:
             body = body.where(body.notna(), a["other_text"])
         body = body.where(ok & (a["heading_n"].isin(rules.comment_qs) if rules.comment_qs else ok))
-        body_n = body.map(normalise, na_action="ignore").astype("str")  # patterns match normalised text
-        with warnings.catch_warnings():  # playbook patterns may hold groups; only the match matters
-            warnings.simplefilter("ignore", UserWarning)
-            for source, pattern in rules.patterns:
-                matched[matched.isna() & body_n.str.contains(pattern, na=False)] = source
+        texts = body.map(normalise, na_action="ignore").dropna()  # patterns match normalised text
+        for source, pattern in rules.patterns:
+            hits = texts.map(lambda text, p=pattern: p.search(text) is not None).astype(bool)
+            matched[matched.isna() & hits.reindex(a.index, fill_value=False)] = source
         add(matched.notna(), "alarming_comment", body, _rule_comment, [matched], rules.comment_sev)
 
     if rules.risk_on and any(at_risk.values()):

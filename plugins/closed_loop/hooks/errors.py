@@ -8,6 +8,19 @@ import requests
 from urllib3.exceptions import NewConnectionError
 
 
+class InsecureEndpoint(ValueError):
+    """An API base URL that is not https://: a bearer token must never travel in clear text."""
+
+
+def require_https(url: str, what: str) -> str:
+    """``url`` when its scheme is https, else ``InsecureEndpoint`` naming the connection field."""
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    if scheme != "https":
+        shown = url.split("?", 1)[0][:120]
+        raise InsecureEndpoint(f"{what} must be an https:// URL (got {shown!r}): no clear text")
+    return url
+
+
 class SalesforceApiError(Exception):
     """A whole Salesforce call failed (per-record failures are returned, never raised).
 

@@ -33,6 +33,7 @@ from closed_loop.hooks.errors import (
     SalesforceBudgetExhausted,
     SalesforceSessionExpired,
     never_sent,
+    require_https,
 )
 from closed_loop.hooks.sf_composite import CompositeMixin
 
@@ -93,6 +94,7 @@ class ClosedLoopSalesforceHook(CompositeMixin, SalesforceHook):
         token = self.session_id or self._get_field(extras, "access_token")
         instance_url = self._get_field(extras, "instance_url")
         if token and instance_url:
+            require_https(instance_url, "the Salesforce connection's extra instance_url")
             self._remember_secret(token)
             sf = Salesforce(
                 session_id=token,

@@ -34,6 +34,7 @@ from closed_loop.hooks.errors import (
     SurveyMonkeyRateLimited,
     SurveyMonkeyServerError,
     never_sent,
+    require_https,
     surveymonkey_error_class,
 )
 
@@ -96,7 +97,7 @@ def base_url_from(host: str | None, schema: str | None = None, port: int | None 
     if "://" not in host:
         netloc = f"{host}:{port}" if port else host
         host = f"https://{netloc}/{(schema or 'v3').strip('/')}"
-    return host.rstrip("/")
+    return require_https(host, "the SurveyMonkey connection's base URL (host)").rstrip("/")
 
 
 class SurveyMonkeyHook(BaseHook):

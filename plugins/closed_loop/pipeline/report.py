@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -75,12 +77,28 @@ def build_report(ledger, playbook, calendar, quarter: Quarter) -> QuarterlyRepor
 
 
 def archive(report: QuarterlyReport, folder: Path) -> Path:
-    """Write the standalone HTML and the CSV; the same quarter overwrites the same files (idempotent)."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Write the standalone HTML and the CSV; the same quarter overwrites the same files (idempotent).
+
+    Each file is written to a temporary file in the folder and renamed into place (a crash never leaves
+    half a report), readable by the owner only (0600, folder 0700): the report names customers."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     html_path = folder / f"quarterly_report_{report.quarter.label}.html"
-    html_path.write_text(report.html, encoding="utf-8")
-    (folder / f"quarterly_report_{report.quarter.label}.csv").write_bytes(report.csv)
+    _write_private(html_path, report.html.encode("utf-8"))
+    _write_private(folder / f"quarterly_report_{report.quarter.label}.csv", report.csv)
     return html_path
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # mode 0600
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def run_quarterly_report(
