@@ -9,13 +9,23 @@ from airflow.sdk import DAG
 
 from closed_loop.dag_defaults import default_args, dry_run_param
 from closed_loop.operators.intake import IngestResponsesOperator, OpenCasesOperator
+from closed_loop.webhooks.schedule import intake_schedule
 
-# The playbook's intake.schedule is the reference; it is not read here (no YAML at parse time) and
-# tests/integration/test_response_intake_dag.py keeps the two equal.
+# The playbook's intake.schedule / intake.reconcile_schedule are the reference; they are not read here
+# (no YAML at parse time) and tests/integration/test_response_intake_dag.py keeps them equal.
 SCHEDULE = "*/15 * * * *"
+RECONCILE_SCHEDULE = "0 * * * *"
 
 DOC = """
-### response_intake (every 15 minutes, `playbook.intake.schedule`)
+### response_intake (every 15 minutes, `playbook.intake.schedule`; or event-driven)
+
+**Schedule.** By default it polls every 15 minutes. With `CLOSED_LOOP_INTAKE_TRIGGER=events` (the
+distributed stack with the webhook receiver, Redis and a triggerer) it runs when a SurveyMonkey
+`response_completed` webhook arrives (asset `surveymonkey_response_webhooks`, watched on the Redis
+channel `CLOSED_LOOP_WEBHOOK_CHANNEL`) **or** on `playbook.intake.reconcile_schedule` (hourly), the
+safety net for a lost webhook. Events arriving during a run make one more run, not one each. The
+webhook only wakes the DAG: every run pulls by the watermark, so duplicated, late or out-of-order
+webhooks change nothing.
 
 1. **ingest_responses** (pool `surveymonkey_api`): new and changed completed responses of the main
    survey since the ledger watermark minus `intake.watermark_overlap_minutes` (100 per page, one call
@@ -40,7 +50,7 @@ with DAG(
     dag_id="response_intake",
     description="Score new survey responses and open the follow-up Case and SOP Tasks in Salesforce",
     doc_md=DOC,
-    schedule=SCHEDULE,
+    schedule=intake_schedule(SCHEDULE, RECONCILE_SCHEDULE),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,

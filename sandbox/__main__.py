@@ -11,7 +11,7 @@ from pathlib import Path
 
 import trustme
 
-from sandbox import seed
+from sandbox import seed, webhooks
 from sandbox.server import SandboxServer
 from sandbox.state import SandboxState
 from sandbox.testing import SandboxInfo
@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         "sm_access_token": state.data["tokens"]["sm"],
         "admin_url": base + "/_sandbox",
         "pid": os.getpid(),
+        **webhooks.info(state),
     }
     info["airflow_conn_env"] = SandboxInfo(**info).airflow_conn_env()
     print(json.dumps(info), flush=True)

@@ -6,7 +6,7 @@ import json
 from datetime import timedelta
 from typing import Any
 
-from sandbox import simulation, surveymonkey
+from sandbox import simulation, surveymonkey, webhooks
 from sandbox.reply import Reply, Request
 from sandbox.state import SandboxState, iso, parse_ts
 
@@ -25,6 +25,7 @@ FAULTS = {  # name -> kind: count (decrements as it fires), bool (until cleared)
     "sm_truncated_json": "count",
     "sm_unknown_choice_ids": "bool",
     "sm_revoke_token": "bool",
+    **webhooks.FAULTS,
 }
 
 

@@ -8,7 +8,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
-from sandbox import admin, salesforce, surveymonkey
+from sandbox import admin, salesforce, surveymonkey, webhooks
 from sandbox.reply import Reply, Request
 from sandbox.state import SandboxState
 
@@ -64,6 +64,13 @@ def route(state: SandboxState, req: Request, client_ip: str) -> Reply:
     if req.path.startswith("/_sandbox"):
         if client_ip not in ("127.0.0.1", "::1"):
             return Reply(403, {"error": "admin API is localhost only"})
+        if req.path.startswith("/_sandbox/webhooks/"):
+            return webhooks.admin(
+                state,
+                Request(
+                    req.method, req.path[len("/_sandbox") :], req.params, req.headers, req.body, req.base_url
+                ),
+            )
         return admin.handle(
             state,
             Request(
@@ -106,7 +113,8 @@ def route(state: SandboxState, req: Request, client_ip: str) -> Reply:
         else:
             reply = surveymonkey.authorize(state, sub)
             if reply is None:
-                template, reply = surveymonkey.handle(state, sub)
+                api = webhooks if sub.path.split("/")[0] == "webhooks" else surveymonkey
+                template, reply = api.handle(state, sub)
                 reply = _mangle(state, "sm", reply)
         admin.count(state, "sm", template)
         if sub.headers.get("authorization"):
@@ -142,6 +150,7 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(float(slow) / 1000)
         with state.lock:
             reply = route(state, req, self.client_address[0])
+            webhooks.after_request(state)
             if self.command != "GET" or split.path.startswith("/services") or split.path.startswith("/v3"):
                 state.dirty = True
             if self.command != "GET" and not self.server.save_interval:

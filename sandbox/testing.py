@@ -29,6 +29,8 @@ class SandboxInfo:
     admin_url: str
     pid: int
     state_file: str = ""
+    sm_client_id: str = ""  # the SurveyMonkey app's client id (Sm-Apikey) and secret: webhook signing
+    sm_client_secret: str = ""
 
     def session(self) -> requests.Session:
         """A requests session that trusts the sandbox CA. trust_env is off because requests lets
@@ -81,10 +83,14 @@ class SandboxInfo:
             "password": self.sm_access_token,
             "extra": {"ca_bundle": self.ca_file},
         }
-        return {
+        env = {
             "AIRFLOW_CONN_SALESFORCE_DEFAULT": json.dumps(salesforce),
             "AIRFLOW_CONN_SURVEYMONKEY_DEFAULT": json.dumps(surveymonkey),
         }
+        if self.sm_client_id:  # the webhook receiver's secret (closed_loop.webhooks.receiver)
+            webhook = {"conn_type": "generic", "login": self.sm_client_id, "password": self.sm_client_secret}
+            env["AIRFLOW_CONN_SURVEYMONKEY_WEBHOOK"] = json.dumps(webhook)
+        return env
 
 
 def _flags(opts: dict[str, Any]) -> list[str]:

@@ -388,6 +388,7 @@ class Dispatch(_Model):
 
 class Intake(_Model):
     schedule: Annotated[str, AfterValidator(_cron)]
+    reconcile_schedule: Annotated[str, AfterValidator(_cron)] = "0 * * * *"
     watermark_overlap_minutes: int = Field(ge=0, le=24 * 60)
     # A partial response with a negative answer that is still not completed this long after it was
     # last changed is treated as final (SOP: "any question that receives ...") and opens its Case.

@@ -36,6 +36,7 @@ def test_schedule_constant_equals_the_playbook():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module.SCHEDULE == load_playbook().intake.schedule
+    assert module.RECONCILE_SCHEDULE == load_playbook().intake.reconcile_schedule
     pools = {t.task_id: t.pool for t in module.dag.tasks}
     assert pools == {"ingest_responses": "surveymonkey_api", "open_cases": "salesforce_api"}
     assert module.dag.task_dict["ingest_responses"].downstream_task_ids == {"open_cases"}
@@ -68,3 +69,37 @@ def test_dag_run_opens_every_case_and_a_rerun_adds_nothing(stack, stack_airflow)
     assert later["sm"]["total"] - counters["sm"]["total"] == 1, "the rerun cost one SurveyMonkey page"
     assert _asset_events(stack_airflow) == events, "an empty run publishes no asset event"
     print(f"\nairflow dags test response_intake: {wall:.1f} s wall (process start included)")
+
+
+def _load_dag_module(monkeypatch, **env):
+    import importlib.util
+    from pathlib import Path
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    path = Path(__file__).resolve().parents[2] / "dags" / "response_intake.py"
+    spec = importlib.util.spec_from_file_location("response_intake_dag_events", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_event_mode_schedules_on_the_webhook_asset_or_the_reconciliation_cron(monkeypatch):
+    from airflow.sdk import AssetOrTimeSchedule
+
+    polling = _load_dag_module(monkeypatch, CLOSED_LOOP_INTAKE_TRIGGER="polling")
+    assert polling.dag.schedule == load_playbook().intake.schedule, "the embedded default keeps polling"
+
+    module = _load_dag_module(
+        monkeypatch, CLOSED_LOOP_INTAKE_TRIGGER="events", CLOSED_LOOP_WEBHOOK_CHANNEL="chan.test"
+    )
+    schedule = module.dag.timetable
+    assert isinstance(schedule, AssetOrTimeSchedule)
+    assert schedule.timetable.expression == load_playbook().intake.reconcile_schedule
+    (asset,) = schedule.asset_condition.objects
+    assert asset.name == "surveymonkey_response_webhooks"
+    (watcher,) = asset.watchers
+    classpath, kwargs = watcher.trigger.serialize()
+    assert classpath.endswith("redis_await_message.AwaitMessageTrigger")
+    assert kwargs["channels"] == ["chan.test"] and kwargs["redis_conn_id"] == "redis_default"
+    assert kwargs["poll_interval"] <= 1, "wake-up latency well under the one-minute target"
