@@ -36,8 +36,8 @@ webhooks change nothing.
    recovery pulses are recorded, never cased. Unknown respondents, unreadable answers, missing MRR/TSM
    are quarantined with a reason and the batch goes on. Emits `closed_loop_responses`
    (through the alias `closed_loop_responses_ingested`) when it ingested something.
-2. **open_cases** (pool `salesforce_api`): one SOQL for the owners' User ids, Case upserts by
-   `Survey_Response_Id__c`, then Task upserts by `Closed_Loop_Key__c` (sObject Collections, 200 per
+2. **open_cases** (pool `salesforce_api`): one SOQL for the owners' User ids, Case upserts then Task
+   upserts by their external ids (playbook `salesforce.case/task.external_id`; sObject Collections, 200 per
    call), marked in the ledger; one Task to the data-quality owner per quarantined item (`dq:<key>`).
    Per-record failures are quarantined and retried on the next run.
 

@@ -33,7 +33,7 @@ The run's logical date is "today" for every decision.
 4. **ops_digest**: one email to ops (breaches, escalations, dissatisfied, documentation gaps, data-quality
    quarantines, unconfirmed emails); nothing when there is nothing.
 
-**Idempotent**: every Task is upserted by `Closed_Loop_Key__c`, every event/email/send has a natural key in
+**Idempotent**: every Task is upserted by its external id, every event/email/send has a natural key in
 the ledger; rerunning any day creates no second escalation, email or task. An email whose SMTP call failed
 is resent by the retry; one left unconfirmed by a hard crash is never resent and appears in the digest.
 **Dry run**: trigger with `{"dry_run": true}` to log the plan (counts and keys) and write nothing.

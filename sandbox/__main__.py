@@ -11,7 +11,7 @@ from pathlib import Path
 
 import trustme
 
-from sandbox import seed, webhooks
+from sandbox import seed, sf_schema, webhooks
 from sandbox.server import SandboxServer
 from sandbox.state import SandboxState
 from sandbox.testing import SandboxInfo
@@ -28,6 +28,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sf-daily-limit", type=int, default=None)
     parser.add_argument("--sm-minute-limit", type=int, default=None)
     parser.add_argument("--sm-day-limit", type=int, default=None)
+    parser.add_argument(
+        "--field-names",
+        default=None,
+        help='JSON: this org\'s own names for documented fields, e.g. {"Account.MRR__c": "Monthly_Rev__c"}',
+    )
     parser.add_argument(
         "--save-interval",
         type=float,
@@ -70,10 +75,14 @@ def main(argv: list[str] | None = None) -> int:
     }
     if path.exists():
         state = SandboxState.load(path)
+        sf_schema.rename_fields(state.data["config"].get("field_names") or {})
     else:
         config = {"sf_daily_limit": 15000, "sm_minute_limit": 120, "sm_day_limit": 500}
         state = seed.build(args.seed, args.start_clock, args.accounts, config)
         state.path = path
+        state.data["config"]["field_names"] = json.loads(args.field_names or "{}")
+        sf_schema.rename_fields(state.data["config"]["field_names"])
+        sf_schema.rename_in_records(state.data["sf"])
     state.data["config"].update(overrides)
     state.save()
     ca_file, server_pem = _certificates(path)

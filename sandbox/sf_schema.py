@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,36 @@ SCHEMA: dict[str, dict[str, Field]] = {
     },
 }
 CLOSED_TASK_STATUSES = frozenset({"Completed"})
+# This org's own names for fields of the fixed schema ((sObject, documented name) -> name in this org).
+RENAMED: dict[tuple[str, str], str] = {}
+
+
+def rename_fields(renames: Mapping[str, str]) -> None:
+    """Give this org its own field names, as a customer's org may (``{"Account.MRR__c": "ARR_Month__c"}``).
+
+    A renamed lookup's relationship name follows it (``X__c`` -> ``X__r``). Apply once, before seeding."""
+    for dotted, new in renames.items():
+        sobject, _, old = dotted.partition(".")
+        if sobject not in SCHEMA or old not in SCHEMA[sobject] or new in SCHEMA[sobject]:
+            raise ValueError(f"cannot rename {dotted} to {new}")
+        spec = SCHEMA[sobject].pop(old)
+        if spec.type == "reference" and new.endswith("__c"):
+            spec = replace(spec, rel=new[: -len("__c")] + "__r")
+        SCHEMA[sobject][new] = spec
+        RENAMED[(sobject, old)] = new
+
+
+def org_name(sobject: str, name: str) -> str:
+    """The name this org gives the documented field ``name`` of ``sobject``."""
+    return RENAMED.get((sobject, name), name)
+
+
+def rename_in_records(data: dict) -> None:
+    """Move the seeded records' values to this org's field names."""
+    for (sobject, old), new in RENAMED.items():
+        for record in data.get(sobject, {}).values():
+            if old in record:
+                record[new] = record.pop(old)
 
 
 def field_of(sobject: str, name: str) -> tuple[str, Field] | None:

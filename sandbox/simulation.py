@@ -9,6 +9,7 @@ from datetime import datetime, time, timedelta
 from typing import Any
 
 from sandbox import answers, records
+from sandbox.sf_schema import org_name
 from sandbox.state import SandboxState, hours, iso, parse_ts, sf_datetime, sm_datetime
 
 PIS_ORIGIN = "Post-Implementation Survey"
@@ -64,13 +65,13 @@ def _plan_task(state: SandboxState, task: dict) -> None:
         "behaviour": behaviour,
         "steps": steps,
         "activity_date": due,
-        "key": task.get("Closed_Loop_Key__c"),
+        "key": task.get(org_name("Task", "Closed_Loop_Key__c")),
     }
     _log(
         state,
         object="Task",
         id=task["Id"],
-        key=task.get("Closed_Loop_Key__c"),
+        key=task.get(org_name("Task", "Closed_Loop_Key__c")),
         action="planned",
         behaviour=behaviour,
         activity_date=due,
@@ -78,6 +79,7 @@ def _plan_task(state: SandboxState, task: dict) -> None:
     )
 
 
+DOCUMENTATION_FIELDS = ("Root_Cause__c", "Actions_Taken__c", "Outcome__c")
 CASE_BEHAVIOURS = [
     (0.45, "documented_close"),
     (0.6, "dissatisfied_then_close"),
@@ -110,7 +112,7 @@ def _plan_case(state: SandboxState, case: dict) -> None:
         id=case["Id"],
         action="planned",
         behaviour=behaviour,
-        survey_response_id=case.get("Survey_Response_Id__c"),
+        survey_response_id=case.get(org_name("Case", "Survey_Response_Id__c")),
     )
 
 
@@ -223,7 +225,7 @@ def _task_step(state: SandboxState, task_id: str, plan: dict) -> None:
         state,
         object="Task",
         id=task_id,
-        key=task.get("Closed_Loop_Key__c"),
+        key=task.get(org_name("Task", "Closed_Loop_Key__c")),
         action="completed",
         timing=timing,
         activity_date=due,
@@ -244,9 +246,9 @@ def _case_step(state: SandboxState, case_id: str, plan: dict, action: str) -> No
     }.get(action, {})
     if action == "documented_close":
         values = {
-            "Root_Cause__c": rng.choice(answers.ROOT_CAUSES),
-            "Actions_Taken__c": rng.choice(answers.ACTIONS),
-            "Outcome__c": rng.choice(answers.OUTCOMES),
+            org_name("Case", "Root_Cause__c"): rng.choice(answers.ROOT_CAUSES),
+            org_name("Case", "Actions_Taken__c"): rng.choice(answers.ACTIONS),
+            org_name("Case", "Outcome__c"): rng.choice(answers.OUTCOMES),
             "Status": "Closed",
         }
     records.update(state, "Case", case, values, by=case["OwnerId"])
@@ -256,9 +258,7 @@ def _case_step(state: SandboxState, case_id: str, plan: dict, action: str) -> No
         id=case_id,
         action=action,
         status=case["Status"],
-        documented=bool(
-            case.get("Root_Cause__c") and case.get("Actions_Taken__c") and case.get("Outcome__c")
-        ),
+        documented=all(case.get(org_name("Case", f)) for f in DOCUMENTATION_FIELDS),
     )
 
 

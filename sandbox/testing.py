@@ -97,7 +97,8 @@ def _flags(opts: dict[str, Any]) -> list[str]:
     out = []
     for key, value in opts.items():
         if value is not None:
-            out += [f"--{key.replace('_', '-')}", str(value)]
+            text = json.dumps(value) if isinstance(value, dict) else str(value)
+            out += [f"--{key.replace('_', '-')}", text]
     return out
 
 
@@ -106,7 +107,8 @@ def run_sandbox(
     tmp_path: Path | str, seed: int = 7, state: Path | str | None = None, timeout: float = 30, **opts: Any
 ) -> Iterator[SandboxInfo]:
     """Start `python -m sandbox` (options: port, host, accounts, start_clock, sf_daily_limit,
-    sm_minute_limit, sm_day_limit), wait for its JSON line, yield a SandboxInfo, stop it on exit."""
+    sm_minute_limit, sm_day_limit, field_names={"Account.MRR__c": ...}), wait for its JSON line, yield
+    a SandboxInfo, stop it on exit."""
     state_file = Path(state) if state else Path(tmp_path) / "sandbox-state.json"
     command = [
         sys.executable,

@@ -61,7 +61,9 @@ def open_cases(sf, ledger, received_on: dt.date, n: int = 8, playbook=None, offs
         sf, {p.owner_username for p in plans} | {s.owner_username for p in plans for s in p.steps}
     )
     case_results = upsert_cases(
-        sf, [p.case_fields(playbook) | {"OwnerId": users[p.owner_username]} for p in plans]
+        sf,
+        [p.case_fields(playbook) | {"OwnerId": users[p.owner_username]} for p in plans],
+        playbook.salesforce.case.external_id,
     )
     tasks = []
     for plan, res in zip(plans, case_results, strict=True):
@@ -97,7 +99,7 @@ def open_cases(sf, ledger, received_on: dt.date, n: int = 8, playbook=None, offs
                 s.task_fields(playbook)
                 | {"OwnerId": users[s.owner_username], "WhatId": res.id, "WhoId": plan.contact_id}
             )
-    task_results = upsert_tasks(sf, tasks)
+    task_results = upsert_tasks(sf, tasks, playbook.salesforce.task.external_id)
     assert all(r.ok for r in task_results), [r.error for r in task_results if not r.ok]
     ledger.mark_steps_created({r.key: r.id for r in task_results})
     return plans

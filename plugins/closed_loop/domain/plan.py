@@ -66,7 +66,7 @@ class StepContext:
 
 @dataclass(frozen=True)
 class StepPlan:
-    key: str  # "<response_id>:<step>" -> Task.Closed_Loop_Key__c
+    key: str  # "<response_id>:<step>" -> the Task's external id
     step: str
     subject: str
     owner_username: str

@@ -9,7 +9,7 @@ timeout (extra ``timeout``, default 60 s), escaped SOQL with lazy paging, sObjec
 Retries (tenacity, exponential with jitter): queries, updates and upserts are retried on 5xx, timeouts and
 broken connections; a plain create is retried only when the connection was never established, because
 a timed-out create may have run. Callers that need idempotent creates upsert by an external id
-(``Survey_Response_Id__c``, ``Closed_Loop_Key__c``).
+(the playbook's ``salesforce.case.external_id`` / ``salesforce.task.external_id``).
 """
 
 from __future__ import annotations

@@ -137,7 +137,7 @@ class Trigger(Base):
 
 
 class Case(Base):
-    """A follow-up case; case_key is the response id (also Salesforce's Survey_Response_Id__c)."""
+    """A follow-up case; case_key is the response id (also the Case's external id in Salesforce)."""
 
     __tablename__ = "cases"
     case_key = mapped_column(KEY, primary_key=True)

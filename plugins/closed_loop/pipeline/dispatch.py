@@ -666,7 +666,7 @@ _LP_TASK_TEXT = (
 
 def create_lp_reminder_tasks(sf, ledger, playbook, today: dt.date, calendar=None) -> int:
     """Upsert one Task per reminded send asking the account's LP to remind the biller (SOP). Idempotent by
-    ``Closed_Loop_Key__c = survey-reminder:<send_key>``; owners resolved with one SOQL on User."""
+    the Task external id ``survey-reminder:<send_key>``; owners resolved with one SOQL on User."""
     from closed_loop.domain.routing import AccountFacts, route
 
     with ledger.session() as s:

@@ -1,6 +1,6 @@
 """Salesforce writes shared by the pipelines: owner lookup and idempotent upserts by external id.
 
-Every write is an upsert on an external id (Case.Survey_Response_Id__c, Task.Closed_Loop_Key__c), so a
+Every write is an upsert on an external id (the playbook's ``salesforce.case/task.external_id``), so a
 rerun after a crash between Salesforce and the ledger updates the same records instead of duplicating
 them. Per-record failures come back as results (never raised); only a whole-call failure raises.
 """
@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-CASE_EXTERNAL_ID = "Survey_Response_Id__c"
-TASK_EXTERNAL_ID = "Closed_Loop_Key__c"
 USER_QUERY = "SELECT Id, Username FROM User WHERE IsActive = true AND Username IN {values}"
 
 
@@ -65,11 +63,11 @@ def upsert_by_external_id(
     return out
 
 
-def upsert_cases(sf_hook, case_rows: Sequence[Mapping], external_id: str = CASE_EXTERNAL_ID):
-    """Upsert Cases by ``Survey_Response_Id__c`` (``ceil(n/1000)`` calls). Returns WriteResults."""
+def upsert_cases(sf_hook, case_rows: Sequence[Mapping], external_id: str):
+    """Upsert Cases by their external id (``ceil(n/1000)`` calls). Returns WriteResults."""
     return upsert_by_external_id(sf_hook, "Case", external_id, case_rows)
 
 
-def upsert_tasks(sf_hook, task_rows: Sequence[Mapping], external_id: str = TASK_EXTERNAL_ID):
-    """Upsert Tasks by ``Closed_Loop_Key__c`` (``ceil(n/1000)`` calls). Returns WriteResults."""
+def upsert_tasks(sf_hook, task_rows: Sequence[Mapping], external_id: str):
+    """Upsert Tasks by their external id (``ceil(n/1000)`` calls). Returns WriteResults."""
     return upsert_by_external_id(sf_hook, "Task", external_id, task_rows)

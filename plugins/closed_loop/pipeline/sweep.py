@@ -8,7 +8,7 @@ run's logical date ``today`` (never the wall clock):
 2. ``progress_and_escalate``: creates activated steps (the follow-up, anchored on the acknowledgement's
    completion), escalates each breached step once, escalates a dissatisfied customer once per episode,
    flags an undocumented close once, reminds LPs the business day before a due date, closes documented
-   cases. Tasks are upserted by ``Closed_Loop_Key__c``; events and emails are keyed in the ledger.
+   cases. Tasks are upserted by the playbook's Task external id; events and emails are keyed in the ledger.
 3. ``send_recovery_pulses``: the recovery pulse survey to the contact of each case closed with docs.
 4. ``ops_digest``: one email to ops with the day's breaches, escalations and quarantines (none if empty).
 
@@ -46,10 +46,6 @@ from closed_loop.templating import render
 
 log = logging.getLogger(__name__)
 
-TASK_SOQL = (
-    "SELECT Id, Status, IsClosed, CompletedDateTime, ActivityDate, Closed_Loop_Key__c "
-    "FROM Task WHERE Id IN {values}"
-)
 USER_SOQL = "SELECT Id, Username, Email, Title, IsActive FROM User WHERE Username IN {values}"
 RECOVERY_LOOKBACK_DAYS = (
     30  # closes older than this never get a pulse (e.g. when send_on_close is switched on)
@@ -72,11 +68,17 @@ def case_soql(playbook: Playbook) -> str:
         "Contact.Email",
         "Contact.FirstName",
         "Contact.LastName",
-        "Contact.HasOptedOutOfEmail",
+        f"Contact.{playbook.salesforce.contact.opted_out}",
     ]
     extra = [playbook.sla.dissatisfied_when.field, *playbook.sla.documentation_fields]
     fields = list(dict.fromkeys(base + extra))
     return f"SELECT {', '.join(fields)} FROM Case WHERE Id IN {{values}}"
+
+
+def task_soql(playbook: Playbook) -> str:
+    """The read-back Task query: status and completion, with the org's external-id field."""
+    fields = f"Id, Status, IsClosed, CompletedDateTime, ActivityDate, {playbook.salesforce.task.external_id}"
+    return f"SELECT {fields} FROM Task WHERE Id IN {{values}}"
 
 
 def local_date(value, playbook: Playbook) -> dt.date | None:
@@ -124,7 +126,7 @@ def read_back(
     case_ids = [c["sf_case_id"] for c in cases]
     task_ids = [s["sf_task_id"] for s in steps]
     case_recs = {r["Id"]: r for r in sf.query_in_chunks(case_soql(playbook), case_ids)} if case_ids else {}
-    task_recs = {r["Id"]: r for r in sf.query_in_chunks(TASK_SOQL, task_ids)} if task_ids else {}
+    task_recs = {r["Id"]: r for r in sf.query_in_chunks(task_soql(playbook), task_ids)} if task_ids else {}
 
     case_updates, contacts, missing = [], {}, []
     rules = playbook.sla.dissatisfied_when
@@ -157,7 +159,7 @@ def read_back(
                 "email": contact.get("Email"),
                 "first_name": contact.get("FirstName"),
                 "last_name": contact.get("LastName"),
-                "opted_out": bool(contact.get("HasOptedOutOfEmail")),
+                "opted_out": bool(contact.get(playbook.salesforce.contact.opted_out)),
             }
 
     step_updates, completed = [], 0
@@ -581,7 +583,7 @@ def progress_and_escalate(
     users = _users(sf, usernames) if (step_rows or pending_events or needs_mail) else {}
     all_cases = {**known, **_cases(ledger, {e["case_key"] for e in pending_events} - set(known))}
 
-    records, owners = [], {}
+    records, owners, ext = [], {}, playbook.salesforce.task.external_id
     for key, (ck, p) in step_rows.items():
         case = all_cases[ck]
         records.append(p.task_fields(playbook) | _refs(case) | {"OwnerId": _uid(users, p.owner_username)})
@@ -590,18 +592,18 @@ def progress_and_escalate(
         task = dict(e["details"]["task"])
         owner = task.pop("_owner")
         records.append(task | _refs(all_cases[e["case_key"]]) | {"OwnerId": _uid(users, owner)})
-        owners[task[playbook.salesforce.task.external_id]] = ("event", e["event_key"])
+        owners[task[ext]] = ("event", e["event_key"])
     bad = [r for r in records if not r["OwnerId"]]
     records = [r for r in records if r["OwnerId"]]
     for r in bad:
         ledger.quarantine(
-            f"sla_sweep:no_owner:{r['Closed_Loop_Key__c']}",
+            f"sla_sweep:no_owner:{r[ext]}",
             "sla_sweep",
             None,
             "Task owner is not an active Salesforce user",
-            {"key": r["Closed_Loop_Key__c"]},
+            {"key": r[ext]},
         )
-    results = upsert_tasks(sf, records, playbook.salesforce.task.external_id) if records else []
+    results = upsert_tasks(sf, records, ext) if records else []
     created_steps, failed = {}, 0
     for res in results:
         what, ref = owners[res.key]
