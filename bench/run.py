@@ -76,7 +76,8 @@ def minimum(step: str, out: dict, calls: dict | None = None) -> dict:
     if step == "open_cases":
         cases = out.get("cases_created", 0) + out.get("cases_updated", 0)
         tasks = out.get("tasks_created", 0) + out.get("tasks_updated", 0) + out.get("alerts_sent", 0)
-        return {"sf": (1 if cases or tasks else 0, _c(cases, COLLECTION) + _c(tasks, COLLECTION))}
+        fixed = (1 if cases or tasks else 0) + (1 if cases else 0)  # users + the batch's accounts re-read
+        return {"sf": (fixed, _c(cases, COLLECTION) + _c(tasks, COLLECTION))}
     if step == "sweep_read_back":  # one Case query + one Task query, paged
         return {
             "sf": (

@@ -62,6 +62,7 @@ class StepContext:
     mrr: str | None = None
     flags: tuple[str, ...] = ()
     inactive_roles: tuple[str, ...] = ()  # role users inactive when the Case was planned
+    problems: tuple[str, ...] = ()  # answers that could not be read (kept for a re-plan)
 
 
 @dataclass(frozen=True)
@@ -265,6 +266,7 @@ def plan_case(
         mrr=None if account.mrr is None else f"{account.mrr:,.2f}",
         flags=routing.flags,
         inactive_roles=routing.inactive_roles,
+        problems=score.problems,
     )
     anchors = {"response_received": received_on, "case_opened": opened_on or received_on}
     steps = [

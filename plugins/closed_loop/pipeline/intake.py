@@ -34,6 +34,7 @@ from closed_loop.hooks.errors import SurveyMonkeyNotFound
 from closed_loop.ledger.models import Account, Case, CaseStep, Contact, Response, SurveySend
 from closed_loop.ledger.types import to_utc, utcnow
 from closed_loop.ledger.upsert import insert_if_absent
+from closed_loop.pipeline.lead import ROLES_CHECKED, decide_leads, read_accounts
 from closed_loop.pipeline.salesforce_writes import resolve_user_ids, upsert_cases, upsert_tasks
 from closed_loop.pipeline.surveys import resolve_survey_id
 
@@ -94,6 +95,7 @@ class OpenSummary:
     failures: int = 0
     alerts_sent: int = 0
     owner_fallbacks: int = 0
+    rerouted: int = 0  # Cases whose lead changed with the accounts/users as Salesforce has them now
     sf_calls: int = 0
     case_keys: list[str] = field(default_factory=list)
 
@@ -143,7 +145,7 @@ def context_from_json(plan_json: Mapping) -> StepContext:
     ctx = dict(plan_json["context"])
     ctx["triggers"] = tuple(Trigger(**t) for t in ctx.get("triggers") or ())
     ctx["comments"] = tuple(tuple(c) for c in ctx.get("comments") or ())
-    for name in ("topics", "audience", "flags"):
+    for name in ("topics", "audience", "flags", "inactive_roles", "problems"):
         ctx[name] = tuple(ctx.get(name) or ())
     return StepContext(**ctx)
 
@@ -330,6 +332,9 @@ def _flag_reason(flag: str, playbook) -> str:
         playbook.routing.unparseable_mrr_flag: f"account MRR is not a number: the {lead} leads",
         playbook.routing.missing_tsm.flag: "MRR is above the threshold but the account has no active "
         f"Transition Success Manager: the {playbook.routing.missing_tsm.role.upper()} leads",
+        playbook.routing.inactive_user.flag: "a role user (Director of Implementations or Marketing "
+        f"Specialist) is inactive in Salesforce: the {playbook.routing.inactive_user.role} user takes "
+        "their part",
     }.get(flag, flag)
 
 
@@ -561,6 +566,46 @@ def _alert_task(alert: Mapping, owner_id: str, what_id: str | None, playbook, du
     return task
 
 
+def _store_decisions(ledger, rerouted, accounts: Mapping[str, Mapping], playbook, dry_run: bool) -> None:
+    """Put each re-decided plan on its pending case (in memory) and, unless dry, on the ledger Case and
+    its steps; quarantine the data-quality flags of the new decision (raw MRR shown), resolve the stale
+    ones of the old."""
+    mrr_field = playbook.salesforce.account.mrr
+    case_rows, step_rows, problems, stale = [], [], [], []
+    for case, plan in rerouted:
+        old_flags = set(case["plan"]["context"].get("flags") or ())
+        case["plan"] = plan_to_json(plan, playbook)
+        by_key = {s.key: s for s in plan.steps}
+        for step in case["pending_steps"]:
+            if step["step_key"] in by_key:
+                step["owner_username"] = by_key[step["step_key"]].owner_username
+        r, account = plan.routing, plan.account_id
+        case_rows.append({"case_key": case["case_key"], "lp_role": r.lp_role, "lp_username": r.lp_username,
+                          "tier": r.tier, "channel": r.channel, "priority": plan.priority,
+                          "plan": case["plan"]})  # fmt: skip
+        step_rows += [{"step_key": s.key, "owner_username": s.owner_username, "owner_role": s.owner_role,
+                       "due_date": s.due_date} for s in plan.steps]  # fmt: skip
+        base = {"response_id": case["case_key"], "account_id": account, "case_key": case["case_key"]}
+        raw = accounts[account].get(mrr_field)
+        for flag in r.flags:
+            reason = f"{flag}: {_flag_reason(flag, playbook)}"
+            extra = {"flag": flag}
+            if flag == playbook.routing.unparseable_mrr_flag:
+                reason += f" ({mrr_field} is {str(raw)!r} in Salesforce)"
+                extra["mrr_raw"] = str(raw)
+            problems.append(_Problem(f"intake:{flag}:{account}", account, reason, base | extra))
+        stale += [f"intake:{flag}:{account}" for flag in old_flags - set(r.flags)]
+    log.info("open_cases: %d case(s) re-routed on the accounts/users as Salesforce has them now: %s",
+             len(rerouted), [c["case_key"] for c, _ in rerouted])  # fmt: skip
+    if dry_run:
+        return
+    ledger.record_case_status(case_rows)
+    ledger.record_step_status(step_rows)
+    ledger.resolve_quarantine(stale)
+    for problem in problems:
+        ledger.quarantine(**problem.row())
+
+
 def open_cases(sf_hook, ledger, playbook, calendar, today: date, dry_run: bool = False) -> OpenSummary:
     """Write every planned case to Salesforce: one owner query, Case upserts, then Task upserts (step
     Tasks + one data-quality Task per unreported intake quarantine item), then mark them in the ledger.
@@ -582,11 +627,21 @@ def open_cases(sf_hook, ledger, playbook, calendar, today: date, dry_run: bool =
         return summary
     dq_user = playbook.username(playbook.people.data_quality_owner)
     fallback_user = playbook.username(playbook.routing.missing_tsm.role)
-    wanted = {dq_user, fallback_user}
+    wanted = {dq_user, fallback_user, *(playbook.username(r) for r in ROLES_CHECKED)}
+    new = [c for c in pending if not c.get("sf_case_id")]
+    accounts = read_accounts(sf_hook, playbook, (c["account_id"] for c in new)) if new else {}
+    wanted |= {(r.get(playbook.salesforce.account.tsm_relationship) or {}).get("Username")
+               for r in accounts.values()}  # fmt: skip
     for case in pending:
         wanted.add(case["plan"]["owner_username"])
         wanted |= {s["owner_username"] for s in case["plan"]["steps"].values()}
     user_ids = resolve_user_ids(sf_hook, wanted)
+    rerouted = decide_leads(new, accounts, {u.casefold() for u in user_ids}, playbook, calendar)
+    summary.rerouted = len(rerouted)
+    if rerouted:
+        _store_decisions(ledger, rerouted, accounts, playbook, dry_run)
+        if not dry_run:
+            alerts = [q for q in ledger.unreported_quarantine() if q["source"] in QUARANTINE_SOURCES]
     failures: list[_Problem] = []
 
     def owner(username: str, key: str) -> str | None:

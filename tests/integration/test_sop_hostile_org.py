@@ -1,0 +1,202 @@
+"""SOP correctness on a hostile org (issue 14), pipeline side, against the sandbox.
+
+Expected owners, flags and texts are computed here from the sandbox's Salesforce records and the SOP's
+roles (LP = the TSM when MRR > $3K and that user is active, else the DOI; an inactive role user hands
+over to management), never by calling the routing code.
+"""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal, InvalidOperation
+
+import pytest
+
+from closed_loop.playbook import load_playbook
+from tests.integration.test_intake_pipeline import (
+    ground_truth,
+    run_intake,
+    sandbox_state,
+    survey_cases,
+    survey_tasks,
+    surveyed,
+    user_ids,
+)
+
+PB = load_playbook()
+DOI, MS, VP = "doi@closedloop.example", "ms@closedloop.example", "vp.cs@closedloop.example"
+TSM_TITLE = "Transition Success Manager"
+
+
+def _negatives(stack) -> dict:
+    return {rid: t for rid, t in ground_truth(stack, sandbox_state(stack)).items() if t["negative"]}
+
+
+def _quarantine(stack) -> dict:
+    return {q["q_key"]: q for q in stack.ledger.read_frame("quarantine").to_dict("records")}
+
+
+def _case_and_tasks(stack, rid):
+    state = sandbox_state(stack)
+    case = next(c for c in survey_cases(state) if c["Survey_Response_Id__c"] == rid)
+    tasks = {t["Closed_Loop_Key__c"].split(":", 1)[1]: t for t in survey_tasks(state)
+             if t["Closed_Loop_Key__c"].startswith(f"{rid}:")}  # fmt: skip
+    return state, case, tasks
+
+
+# --- item 1: an inactive TSM is never the Lead Person ----------------------------------------------------
+
+
+def test_an_inactive_tsm_is_not_the_lead_anywhere_and_the_case_is_flagged(stack):
+    surveyed(stack)
+    negatives = _negatives(stack)
+    by_tsm = {rid: t["lead"] for rid, t in negatives.items() if t["lead"].startswith("tsm")}
+    assert by_tsm, "seed 7 has negatives led by a TSM"
+    gone = sorted(set(by_tsm.values()))[0]
+    state = sandbox_state(stack)
+    stack.sandbox.salesforce().User.update(user_ids(state)[gone], {"IsActive": False})  # the TSM left
+
+    _, opened, _, _ = run_intake(stack)
+
+    assert opened.failures == 0 and opened.owner_fallbacks == 0, "decided, not patched at write time"
+    doi_id = user_ids(state)[DOI]
+    for rid, lead in by_tsm.items():
+        state, case, tasks = _case_and_tasks(stack, rid)
+        ledger_case = stack.ledger.get_case(rid)
+        if lead != gone:
+            assert case["OwnerId"] == user_ids(state)[lead] and ledger_case["lp_username"] == lead
+            continue
+        # the SOP's LP is the DOI: Case, every LP Task, the draft's signature, the ledger (report,
+        # escalations, notices read it), the flag on the Case and a data-quality item for ops
+        assert case["OwnerId"] == doi_id and {t["OwnerId"] for t in tasks.values()} == {doi_id}
+        assert (ledger_case["lp_role"], ledger_case["lp_username"]) == ("doi", DOI)
+        assert tasks["customer_call"]["Subject"].startswith("Schedule a call with the customer")
+        assert TSM_TITLE not in tasks["acknowledge"]["Description"]
+        assert PB.people.roles["doi"].title in tasks["acknowledge"]["Description"]
+        assert "tsm_missing" in case["Description"]
+        assert f"intake:tsm_missing:{case['AccountId']}" in _quarantine(stack)
+        steps = {s["step"]: s for s in stack.ledger.read_frame("case_steps").to_dict("records")
+                 if s["case_key"] == rid}  # fmt: skip
+        assert {s["owner_username"] for s in steps.values()} == {DOI}
+        # an overdue LP step escalates per the playbook: lp -> doi, and as the DOI is the late one
+        # herself, to the fallback (management), never back to the DOI
+        owners = PB.sla.escalation_owners
+        expected = owners.fallback if PB.username(owners.overdue["lp"]) == DOI else owners.overdue["lp"]
+        assert expected == "management"
+        from closed_loop.domain.plan import StepPlan, plan_escalation
+        from closed_loop.pipeline.intake import context_from_json
+
+        ctx = context_from_json(ledger_case["plan"])
+        late = StepPlan(f"{rid}:acknowledge", "acknowledge", "s", DOI, "lp", steps["acknowledge"]["due_date"],
+                        "High", "d")  # fmt: skip
+        from closed_loop.domain.calendar import BusinessCalendar
+
+        esc = plan_escalation(ctx, "overdue", late.due_date, PB, BusinessCalendar.from_playbook(PB), late)
+        assert esc.owner_username == PB.username(expected) == VP
+
+
+def test_an_inactive_doi_hands_the_lead_and_the_summary_to_management(stack):
+    surveyed(stack)
+    negatives = _negatives(stack)
+    doi_led = [rid for rid, t in negatives.items() if t["lead"] == DOI]
+    assert doi_led
+    state = sandbox_state(stack)
+    stack.sandbox.salesforce().User.update(user_ids(state)[DOI], {"IsActive": False})
+    run_intake(stack)
+    vp_id, vp_title = user_ids(state)[VP], PB.people.roles["management"].title
+    for rid in doi_led:
+        _, case, tasks = _case_and_tasks(stack, rid)
+        assert case["OwnerId"] == vp_id and "role_inactive" in case["Description"]
+        summary = tasks["internal_call"]["Description"]
+        assert f"To: {vp_title}, {PB.people.roles['ms'].title}" in summary  # DOI's part -> management
+        assert stack.ledger.get_case(rid)["lp_username"] == VP
+
+
+# --- item 8: route on the account as it is when the Case opens -------------------------------------------
+
+
+def test_an_upsell_and_a_new_tsm_just_before_the_response_decide_the_lead_with_one_soql(stack):
+    surveyed(stack)
+    negatives = _negatives(stack)
+    small = sorted(rid for rid, t in negatives.items() if t["lead"] == DOI and t["flag"] is None)
+    assert small
+    rid = small[0]
+    account_id = negatives[rid]["account"]["Id"]
+    state = sandbox_state(stack)
+    new_tsm = "tsm2@closedloop.example"
+    upsell = {"MRR__c": 5200.0, "Transition_Success_Manager__c": user_ids(state)[new_tsm]}
+    stack.sandbox.salesforce().Account.update(account_id, upsell)  # after the daily sync, before intake
+
+    ingest, opened, _, sf = run_intake(stack)
+
+    _, case, tasks = _case_and_tasks(stack, rid)
+    assert Decimal("5200") > PB.routing.mrr_threshold
+    assert case["OwnerId"] == user_ids(state)[new_tsm]
+    assert stack.ledger.get_case(rid)["lp_username"] == new_tsm
+    assert tasks["customer_call"]["Subject"].startswith("Attend the customer's next TSM call")
+    n_tasks = len(survey_tasks(sandbox_state(stack)))
+    # 1 user query + 1 account query for the whole batch + Case and Task upserts (Composite: 5 sObject
+    # Collections of 200 records per call)
+    assert opened.sf_calls == 2 + math.ceil(opened.cases_created / 1000) + math.ceil(n_tasks / 1000)
+    assert opened.rerouted >= 1
+
+
+# --- item 3: an MRR that is not a number -----------------------------------------------------------------
+
+
+@pytest.fixture
+def text_mrr_stack(tmp_path):
+    """Seed 7, where every account above the threshold has its MRR typed as text ("$4K")."""
+    from devtools.stack import LocalStack
+    from sandbox import seed
+
+    workdir = tmp_path / "stack"
+    workdir.mkdir()
+    state = seed.build(7, None, 60, {"sf_daily_limit": 15000, "sm_minute_limit": 120, "sm_day_limit": 500})
+    for account in state.data["sf"]["Account"].values():
+        if (account["MRR__c"] or 0) > 3000:
+            account["MRR__c"] = f"${round(account['MRR__c'] / 1000)}K"
+    state.path = workdir / "sandbox-state.json"
+    state.save()
+    with LocalStack(workdir, seed=7) as local:
+        yield local
+
+
+def _sync_like_dispatch(stack) -> None:
+    """The ledger rows dispatch's sync writes: an MRR that is not a number is stored as unknown."""
+    from devtools.stack import ledger_rows_from_sandbox
+
+    accounts, contacts = ledger_rows_from_sandbox(sandbox_state(stack)["sf"])
+    for row in accounts:
+        try:
+            Decimal(str(row["mrr"]))
+        except InvalidOperation:
+            row["mrr"] = None
+    stack.ledger.upsert_accounts(accounts)
+    stack.ledger.upsert_contacts(contacts)
+
+
+def test_an_mrr_that_is_not_a_number_is_flagged_unparseable_with_its_raw_value(text_mrr_stack):
+    from tests.integration.test_intake_pipeline import advance, send_invites
+
+    stack = text_mrr_stack
+    _sync_like_dispatch(stack)
+    send_invites(stack)
+    advance(stack, advance_days=6)
+    run_intake(stack)
+    state = sandbox_state(stack)
+    accounts = state["sf"]["Account"]
+    cases = survey_cases(state)
+    texty = [c for c in cases if isinstance(accounts[c["AccountId"]]["MRR__c"], str)]
+    assert texty, "some negatives are on accounts whose MRR is text"
+    quarantine = _quarantine(stack)
+    for case in texty:
+        raw = accounts[case["AccountId"]]["MRR__c"]
+        assert case["OwnerId"] == user_ids(state)[DOI], "the DOI leads (never guessed)"
+        item = quarantine[f"intake:mrr_unparseable:{case['AccountId']}"]
+        assert raw in item["reason"] and item["payload"]["mrr_raw"] == raw
+        assert f"intake:mrr_missing:{case['AccountId']}" not in quarantine or (
+            quarantine[f"intake:mrr_missing:{case['AccountId']}"]["resolved_at"] is not None
+        )
+    dq = [t for t in survey_tasks(state) if t["Closed_Loop_Key__c"].startswith("dq:intake:mrr_unparseable")]
+    assert dq and all("is not a number" in t["Subject"] for t in dq)
