@@ -427,6 +427,18 @@ class Recovery(_Model):
     score_at_or_below: int | None = 6  # a pulse recommend score at or below this is negative too
 
 
+class Report(_Model):
+    """The quarterly report's choices: which triggers rank as negative feedback, topic display names, and
+    the smallest quarter a headline change may be compared with."""
+
+    min_responses_to_compare: int = Field(default=10, ge=1)
+    negative_trigger_kinds: list[Name] = Field(
+        default_factory=lambda: ["negative_answer", "low_score", "unresolved_issue", "alarming_comment"]
+    )
+    separate_trigger_kinds: list[Name] = Field(default_factory=lambda: ["follow_up_request", "at_risk"])
+    topic_names: dict[Name, NonEmpty] = Field(default_factory=dict)
+
+
 class AccountFields(_Model):
     go_live_date: SfField
     mrr: SfField
@@ -484,6 +496,7 @@ class Playbook(_Model):
     sla: Sla
     recovery: Recovery
     salesforce: Salesforce
+    report: Report = Report()
 
     @model_validator(mode="after")
     def _cross_references(self) -> Playbook:

@@ -101,3 +101,78 @@ def test_screenshot_shows_the_charts(metrics, tmp_path):
     broken = render_standalone_html(metrics, {n: b"not a png" for n in charts})
     broken_shot = screenshot(broken, tmp_path, "broken")
     assert not any(chart_like(broken_shot.crop(box)) for box in boxes.values())
+
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
+# Chromium's headless window is at least 500 px wide, so the page is laid out in an iframe of the device's
+# width and measured from the outside (the wrapper reads the frame's document: same file origin).
+WRAPPER = """<!DOCTYPE html><html><head><style>body{margin:0;background:#fff}iframe{border:0;display:block}
+</style></head><body><iframe id="f" src="%(src)s" style="width:%(width)dpx;height:%(height)dpx"></iframe>
+<script>
+document.getElementById("f").addEventListener("load", () => {
+  const doc = document.getElementById("f").contentDocument, win = doc.defaultView;
+  const view = doc.documentElement.clientWidth;
+  let smallest = 99, outside = 0;
+  for (const el of doc.querySelectorAll("body *")) {
+    const own = [...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim());
+    if (own) smallest = Math.min(smallest, parseFloat(win.getComputedStyle(el).fontSize));
+    const box = el.getBoundingClientRect();
+    if (box.width && box.right > view + 1) outside++;
+  }
+  document.title = JSON.stringify({scroll: doc.documentElement.scrollWidth, view, smallest, outside,
+                                   height: doc.documentElement.scrollHeight});
+});
+</script></body></html>"""
+
+
+def chromium(tmp_path: Path, name: str, url: str, window: tuple[int, int], *extra: str):
+    cmd = [
+        str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--hide-scrollbars",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--allow-file-access-from-files", "--virtual-time-budget=5000",
+        f"--user-data-dir={tmp_path / ('profile-' + name)}", f"--window-size={window[0]},{window[1]}",
+        *extra, url,
+    ]  # fmt: skip
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+
+
+def layout(html: str, tmp_path: Path, device: str, width: int, height: int = 900) -> tuple[dict, Path]:
+    """Layout facts of the report in a ``width`` px wide frame, from the browser itself."""
+    import json
+    import re
+
+    report = tmp_path / f"{device}-report.html"
+    report.write_text(html, encoding="utf-8")
+    wrapper = tmp_path / f"{device}.html"
+    wrapper.write_text(WRAPPER % {"src": report.name, "width": width, "height": height}, encoding="utf-8")
+    done = chromium(
+        tmp_path, f"m-{device}-{height}", wrapper.as_uri(), (max(width, 500), height), "--dump-dom"
+    )
+    found = re.search(r"<title>(\{.*?\})</title>", done.stdout.replace("&quot;", '"'))
+    assert found, f"no measurement (exit {done.returncode}): {done.stderr[-1500:]}"
+    return json.loads(found.group(1)), wrapper
+
+
+@pytest.mark.parametrize(("device", "width"), [("phone", 390), ("desktop", 1280)])
+def test_report_reads_on_a_phone_and_a_desktop(metrics, tmp_path, device, width):
+    """At 390 px (a phone) nothing is wider than the screen and no text is smaller than 12 px; the full-page
+    screenshots of both widths are kept in test-output/screenshots/ for people to look at."""
+    html = render_standalone_html(metrics, render_charts(metrics))
+    facts, _ = layout(html, tmp_path, device, width)
+    assert facts["view"] == width, facts
+    assert facts["scroll"] <= width, facts  # no sideways scrolling
+    assert facts["outside"] == 0, facts  # no element sticking out of the screen
+    assert facts["smallest"] >= 12, facts
+
+    height = facts["height"]
+    _, wrapper = layout(html, tmp_path, device, width, height)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    png = SCREENSHOTS / f"quarterly_report_{device}.png"
+    png.unlink(missing_ok=True)
+    chromium(tmp_path, f"s-{device}", wrapper.as_uri(), (max(width, 500), height), f"--screenshot={png}")
+    shot = Image.open(png).convert("RGB").crop((0, 0, width, height))
+    shot.save(png)
+    pixels = np.asarray(shot)
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 500, "blank page"
+    # the report's dark header band (688 px at most) spans the frame: the page was drawn, not left empty
+    assert (pixels[40] < 80).all(axis=-1).sum() > 0.6 * min(width, 688)

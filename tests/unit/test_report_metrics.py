@@ -180,8 +180,18 @@ def test_top_root_causes_are_normalised_counts(raw, metrics):
     assert metrics.root_causes["share"].iloc[0] == pytest.approx(top[0][1] / sum(counts.values()))
 
 
+def received(raw) -> dict:
+    """Case key -> the day its response was received (last modified, else created): the SOP's clock."""
+    responses = {r["response_id"]: r for r in raw["responses"]}
+    out = {}
+    for c in raw["cases"]:
+        r = responses[c["case_key"]]
+        out[c["case_key"]] = (r["date_modified"] or r["date_created"]).date()
+    return out
+
+
 def expected_sla(raw, business_days):
-    opened = {c["case_key"]: c["opened_at"].date() for c in raw["cases"]}
+    opened = received(raw)
     by_step = defaultdict(list)
     for s in raw["case_steps"]:
         if s["status"] != "skipped" and qlabel(s["due_date"]) == REPORTED.label:
@@ -243,13 +253,14 @@ def test_time_to_acknowledge_and_close(raw, metrics):
         for s in raw["case_steps"]
         if s["step"] == "acknowledge" and s["completed_at"] and s["status"] != "skipped"
     }
+    start = received(raw)
     ack = [
-        weekdays(c["opened_at"].date(), acked[c["case_key"]])
+        weekdays(start[c["case_key"]], acked[c["case_key"]])
         for c in raw["cases"]
         if qlabel(c["opened_at"]) == REPORTED.label and c["case_key"] in acked
     ]
     close = [
-        weekdays(c["opened_at"].date(), c["closed_at"].date())
+        weekdays(start[c["case_key"]], c["closed_at"].date())
         for c in raw["cases"]
         if qlabel(c["closed_at"]) == REPORTED.label
     ]

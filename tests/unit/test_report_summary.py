@@ -45,7 +45,7 @@ def test_negative_rate_change_in_words(previous, now, phrase, subject_tail):
     text = what_changed(m)
     assert phrase in text
     assert f"received {now[0]} responses" in text
-    assert "most frequent topic in negative feedback was training (100%" in text
+    assert "most frequent topic in negative feedback was Training (100%" in text  # its display name
     assert subject(m) == f"Closed-loop quarterly report 2026-Q3: {subject_tail}"
 
 

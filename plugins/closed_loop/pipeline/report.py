@@ -20,7 +20,7 @@ from closed_loop.reporting import (
     render_standalone_html,
     what_changed,
 )
-from closed_loop.reporting.data import SCHEMA
+from closed_loop.reporting.data import from_ledger_frames
 from closed_loop.reporting.metrics import ReportSettings
 
 log = logging.getLogger(__name__)
@@ -53,8 +53,7 @@ def is_first_business_day_of_quarter(day: date, calendar) -> bool:
 
 def load_report_data(ledger) -> ReportData:
     """Every ledger table the report reads (all history: the report compares five quarters)."""
-    frames = ledger.frames()
-    return ReportData.from_frames({name: frames.get(name) for name in SCHEMA})
+    return from_ledger_frames(ledger.frames())
 
 
 def report_settings(playbook) -> ReportSettings:
@@ -64,6 +63,11 @@ def report_settings(playbook) -> ReportSettings:
         satisfaction_heading=playbook.recovery.satisfaction_question,
         satisfied_choices=frozenset(playbook.recovery.satisfied_answers),
         step_order=tuple(step.key for step in playbook.steps),
+        timezone=playbook.calendar.timezone,
+        min_responses_to_compare=playbook.report.min_responses_to_compare,
+        negative_trigger_kinds=frozenset(playbook.report.negative_trigger_kinds),
+        separate_trigger_kinds=tuple(playbook.report.separate_trigger_kinds),
+        topic_names=dict(playbook.report.topic_names),
     )
 
 

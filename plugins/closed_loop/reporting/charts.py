@@ -7,7 +7,7 @@ import textwrap
 
 import pandas as pd
 
-from closed_loop.reporting.metrics import QuarterlyMetrics
+from closed_loop.reporting.metrics import QuarterlyMetrics, top_items
 
 WIDTH_IN, HEIGHT_IN, DPI = 6.4, 3.0, 150
 INK, MUTED, ACCENT, SECOND, GOOD = "#1f2937", "#6b7280", "#c2410c", "#2563eb", "#15803d"
@@ -94,28 +94,61 @@ def trend_chart(m: QuarterlyMetrics) -> bytes:
     return _png(fig)
 
 
-def pareto_chart(frame: pd.DataFrame, label: str, value: str, title: str, max_bars: int = 8) -> bytes:
-    """Bars sorted by count with the cumulative share as a line (right axis)."""
+MAX_ITEMS = 8  # bars per Pareto chart (and rows in its table): the rest folds into "Other"
+LABEL_CHARS = 34  # a label line; lines break between words only
+
+
+def wrap_label(text: str, width: int = LABEL_CHARS, lines: int = 3) -> str:
+    """Up to ``lines`` lines of at most ``width`` characters, broken between words, never inside one
+    (a word longer than a line stays whole); a longer text ends with an ellipsis after a whole word."""
+    words = textwrap.wrap(str(text), width, break_long_words=False, break_on_hyphens=False)
+    if len(words) <= lines:
+        return "\n".join(words)
+    kept = words[:lines]
+    kept[-1] = textwrap.shorten(kept[-1] + " " + words[lines], width, placeholder=" \u2026")
+    if not kept[-1].endswith("\u2026"):
+        kept[-1] += " \u2026"
+    return "\n".join(kept)
+
+
+def pareto_chart(frame: pd.DataFrame, label: str, value: str, title: str, unit: str = "responses") -> bytes:
+    """Horizontal bars, largest first, each with its count and the cumulative share; labels on the left
+    (room for whole words). ``frame`` is already cut to what the table shows (``top_items``)."""
     if frame.empty or frame[value].sum() == 0:
         return no_data_chart(title)
-    frame = frame.head(max_bars)
-    fig = _figure()
-    ax = fig.add_subplot()
-    x = range(len(frame))
-    ax.bar(x, frame[value], color=ACCENT, width=0.6)
-    width = max(11, 84 // len(frame))
-    labels = [textwrap.shorten(str(t), 60, placeholder="…") for t in frame[label]]
-    ax.set_xticks(list(x), [textwrap.fill(t, width) for t in labels], fontsize=6.5)
-    ax.set_ylabel("Negative responses", fontsize=8, color=MUTED)
-    ax.yaxis.get_major_locator().set_params(integer=True)
-    _style(ax, title)
-    right = ax.twinx()
-    right.plot(x, frame["cumulative_share"] * 100, color=INK, marker="o", markersize=3, linewidth=1.4)
-    _pct_axis(right, 105)
-    right.tick_params(colors=MUTED, labelsize=8)
-    right.spines["top"].set_visible(False)
-    fig.tight_layout()
+    from matplotlib.figure import Figure
+
+    labels = [wrap_label(t) for t in frame[label]]
+    rows = max(1, len(frame))
+    fig = Figure(figsize=(WIDTH_IN, 0.62 * rows + 0.9), dpi=DPI, facecolor="white")
+    ax = fig.add_axes((0.42, 0.7 / (0.62 * rows + 0.9), 0.5, 1 - 1.05 / (0.62 * rows + 0.9)))
+    y = list(range(rows))
+    ax.barh(y, frame[value], color=ACCENT, height=0.6)
+    ax.set_yticks(y, labels, fontsize=8.5, color=INK)
+    ax.invert_yaxis()
+    top = float(frame[value].max())
+    for yi, count, cumulative in zip(y, frame[value], frame["cumulative_share"], strict=True):
+        note = f"{int(count)}" + (f"  ({cumulative * 100:.0f}% cum.)" if pd.notna(cumulative) else "")
+        ax.annotate(note, (count, yi), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8,
+                    color=INK)  # fmt: skip
+    ax.set_xlim(0, top * 1.45)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_xlabel(unit.capitalize(), fontsize=8, color=MUTED)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    ax.tick_params(axis="x", colors=MUTED, labelsize=8)
+    ax.tick_params(axis="y", length=0)
+    ax.grid(axis="x", color="#e5e7eb", linewidth=0.8)
+    ax.set_axisbelow(True)
+    fig.text(0.02, 1 - 0.3 / (0.62 * rows + 0.9), title, fontsize=10, color=INK, fontweight="bold")
+    _canvas(fig)
     return _png(fig)
+
+
+def _canvas(fig) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
 
 
 def sla_chart(m: QuarterlyMetrics) -> bytes:
@@ -147,11 +180,22 @@ def sla_chart(m: QuarterlyMetrics) -> bytes:
     return _png(fig)
 
 
+def pareto_frames(m: QuarterlyMetrics) -> dict[str, pd.DataFrame]:
+    """The rows the Pareto charts draw and their tables list (the same ones)."""
+    return {
+        "questions": top_items(m.by_question, "label", "negatives", MAX_ITEMS),
+        "topics": top_items(m.by_topic, "name", "negatives", MAX_ITEMS),
+    }
+
+
 def render_charts(m: QuarterlyMetrics) -> dict[str, bytes]:
     """All report charts keyed by the image name the templates use."""
+    frames = pareto_frames(m)
     return {
         "trend": trend_chart(m),
-        "pareto_questions": pareto_chart(m.by_question, "label", "negatives", "Negative answers by question"),
-        "pareto_topics": pareto_chart(m.by_topic, "topic", "negatives", "Negative feedback by topic"),
+        "pareto_questions": pareto_chart(
+            frames["questions"], "label", "negatives", "Negative answers by question"
+        ),
+        "pareto_topics": pareto_chart(frames["topics"], "name", "negatives", "Negative feedback by topic"),
         "sla": sla_chart(m),
     }

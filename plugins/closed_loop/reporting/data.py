@@ -12,8 +12,10 @@ DAY = "datetime64[ns]"  # calendar dates (midnight, naive)
 STR = "object"
 BOOL = "boolean"
 INT = "Int64"
+FLOAT = "float64"
 
 SCHEMA: dict[str, dict[str, str]] = {
+    "accounts": {"sf_id": STR, "name": STR, "mrr": FLOAT},
     "survey_sends": {
         "send_key": STR,
         "kind": STR,
@@ -74,6 +76,7 @@ SCHEMA: dict[str, dict[str, str]] = {
         "topics": STR,
         "status": STR,
         "opened_at": TS,
+        "received_on": DAY,  # the SOP clock's start: the day the response was received (cases.plan)
         "dissatisfied": BOOL,
         "closed_at": TS,
         "root_cause": STR,
@@ -90,7 +93,14 @@ SCHEMA: dict[str, dict[str, str]] = {
         "created_at": TS,
         "completed_at": TS,
     },
-    "sla_events": {"event_key": STR, "case_key": STR, "step_key": STR, "kind": STR, "occurred_on": DAY},
+    "sla_events": {
+        "event_key": STR,
+        "case_key": STR,
+        "step_key": STR,
+        "kind": STR,
+        "occurred_on": DAY,
+        "reason": STR,  # details.reason (an escalation's "overdue" / "dissatisfied")
+    },
 }
 
 
@@ -106,6 +116,8 @@ def _typed(series: pd.Series, dtype: str) -> pd.Series:
         return series.astype("object").where(series.notna(), False).astype(bool).astype(BOOL)
     if dtype == INT:
         return pd.to_numeric(series, errors="coerce").astype(INT)
+    if dtype == FLOAT:
+        return pd.to_numeric(series, errors="coerce").astype(FLOAT)
     return series.astype(STR).where(series.notna(), None)
 
 
@@ -114,6 +126,8 @@ def _missing(n: int, dtype: str) -> pd.Series:
         return pd.Series([False] * n, dtype=BOOL)
     if dtype == STR:
         return pd.Series([None] * n, dtype=STR)
+    if dtype == FLOAT:
+        return pd.Series([float("nan")] * n, dtype=FLOAT)
     return pd.Series([pd.NA] * n, dtype=dtype) if dtype == INT else pd.Series([pd.NaT] * n, dtype=dtype)
 
 
@@ -135,6 +149,7 @@ class ReportData:
     """The ledger tables the quarterly report reads; any table may be omitted (an empty ledger works)."""
 
     survey_sends: pd.DataFrame = field(default=None)  # type: ignore[assignment]
+    accounts: pd.DataFrame = field(default=None)  # type: ignore[assignment]
     responses: pd.DataFrame = field(default=None)  # type: ignore[assignment]
     answers: pd.DataFrame = field(default=None)  # type: ignore[assignment]
     triggers: pd.DataFrame = field(default=None)  # type: ignore[assignment]
@@ -153,3 +168,20 @@ class ReportData:
         if unknown:
             raise KeyError(f"unknown ledger tables: {sorted(unknown)}")
         return cls(**frames)
+
+
+def _json_key(values: pd.Series, key: str) -> pd.Series:
+    return values.map(lambda d: d.get(key) if isinstance(d, Mapping) else None)
+
+
+def from_ledger_frames(frames: Mapping[str, pd.DataFrame]) -> ReportData:
+    """ReportData from ``Ledger.frames()``: the case's received day from its stored plan, an event's reason
+    from its details."""
+    cases = frames.get("cases")
+    if cases is not None and "plan" in cases:
+        cases = cases.assign(received_on=_json_key(cases["plan"], "received_on"))
+    events = frames.get("sla_events")
+    if events is not None and "details" in events:
+        events = events.assign(reason=_json_key(events["details"], "reason"))
+    picked = {name: frames.get(name) for name in SCHEMA}
+    return ReportData.from_frames({**picked, "cases": cases, "sla_events": events})

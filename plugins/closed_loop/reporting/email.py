@@ -14,9 +14,9 @@ from typing import Any
 
 import jinja2
 
-from closed_loop.reporting.charts import render_charts
+from closed_loop.reporting.charts import pareto_frames, render_charts
 from closed_loop.reporting.metrics import QuarterlyMetrics
-from closed_loop.reporting.summary import negative_rate_phrase, num, pct, what_changed
+from closed_loop.reporting.summary import hours, money, negative_rate_phrase, num, pct, what_changed
 from closed_loop.templating import environment
 
 HTML_TEMPLATE, TEXT_TEMPLATE = "quarterly_report.html", "quarterly_report.txt"
@@ -32,7 +32,9 @@ KEY_FIGURES = (  # trend column, label, formatter
     ("cases_closed", "Cases closed", str),
     ("open_cases_at_end", "Cases open at quarter end", str),
     ("sla_on_time_share", "SOP steps on time", pct),
-    ("escalations", "Escalations", str),
+    ("sla_breaches", "SOP steps overdue", str),
+    ("cases_escalated", "Cases escalated", str),
+    ("escalations", "Escalations raised", str),
 )
 
 
@@ -61,6 +63,7 @@ def report_context(m: QuarterlyMetrics, summary: str | None = None) -> dict[str,
         for label in m.trend.index
     ]
     days = lambda d: {"n": d.count, "median": num(d.median), "p90": num(d.p90), "max": num(d.max)}  # noqa: E731
+    frames = pareto_frames(m)
     return {
         "quarter": m.quarter.label,
         "previous_quarter": m.quarter.previous().label,
@@ -83,16 +86,17 @@ def report_context(m: QuarterlyMetrics, summary: str | None = None) -> dict[str,
                 "share": pct(r.share),
                 "cumulative": pct(r.cumulative_share),
             }
-            for r in m.by_question.itertuples()
+            for r in frames["questions"].itertuples()
         ],
+        "signals": [{"label": r.label, "responses": r.responses} for r in m.signals.itertuples()],
         "topics": [
             {
-                "topic": r.topic,
+                "topic": r.name,
                 "negatives": r.negatives,
                 "share": pct(r.share),
                 "cumulative": pct(r.cumulative_share),
             }
-            for r in m.by_topic.itertuples()
+            for r in frames["topics"].itertuples()
         ],
         "root_causes": [
             {"cause": r.root_cause[:1].upper() + r.root_cause[1:], "cases": r.cases, "share": pct(r.share)}
@@ -112,6 +116,18 @@ def report_context(m: QuarterlyMetrics, summary: str | None = None) -> dict[str,
         "ack": days(m.time_to_acknowledge),
         "close": days(m.time_to_close),
         "open_age": days(m.open_case_age_days),
+        "intake_delay": {
+            "n": m.intake_delay_hours.count,
+            "median": hours(m.intake_delay_hours.median),
+            "p90": hours(m.intake_delay_hours.p90),
+        },
+        "open_mrr": money(m.open_cases_mrr) if m.open_cases_mrr or not m.open_cases_without_mrr else "no",
+        "open_without_mrr": m.open_cases_without_mrr,
+        "responded_invites": cur["responded_invites"],
+        "surveys_sent": cur["surveys_sent"],
+        "responses": cur["responses"],
+        "earlier_invites": m.responses_to_earlier_invites,
+        "min_responses": m.min_responses_to_compare,
         "repeat_accounts": m.repeat_negative_accounts,
         "accounts_with_negatives": m.accounts_with_negatives,
         "recovery": {

@@ -4,9 +4,20 @@ Definitions (a quarter is a UTC calendar quarter):
 - surveys sent: main-survey invites (kind "invite", status "sent") whose ``sent_at`` falls in the quarter;
 - response rate: share of those invites with at least one main-survey response (joined on ``send_key``);
 - responses / negatives / NPS: main-survey responses (not recovery pulses) *created* in the quarter;
+- every timeliness figure runs on the SOP's clock: business days from the day the response was received
+  (the due dates' anchor) to the step's completion, the acknowledgement or the close; intake delay (hours
+  from the response to its Case being opened) is a figure of its own;
 - SLA per step: case steps *due* in the quarter; on time = completed on or before the due date;
-  durations are business days from the case being opened to the step's completion;
-- root causes: cases *closed* in the quarter; open cases: opened by and not closed at the quarter end;
+- closed: a Case closed in Salesforce *and* documented (ledger status "closed"); a Case closed without its
+  root cause/actions/outcome stays open, as the sweep keeps it;
+- root causes: cases *closed* in the quarter; open cases: opened by and not closed at the quarter end,
+  with the MRR of their accounts;
+- escalations: escalation events raised in the quarter; cases escalated: distinct cases among them;
+  SLA breaches: steps the sweep recorded as overdue (a "breach" event or an overdue escalation), once each;
+- negative feedback (Pareto): the triggers of ``negative_trigger_kinds`` (negative answers, low scores,
+  ...); follow-up requests and at-risk flags are counted beside it (``separate_trigger_kinds``);
+- the change of the negative rate is only computed against a quarter with at least
+  ``min_responses_to_compare`` responses ("too few to compare" otherwise);
 - repeat-negative accounts: more than one negative response in the last four quarters (this one included);
 - recovery: pulse responses in the quarter whose case is known, the pulse score vs. the negative one.
 """
@@ -44,6 +55,17 @@ TOP_ROOT_CAUSES = 5
 RECOMMEND_HEADING = "How likely are you to recommend us to a colleague?"
 SATISFACTION_HEADING = "How satisfied are you with how we handled your feedback?"
 SATISFIED_CHOICES = frozenset({"Very satisfied", "Satisfied"})
+NEGATIVE_TRIGGER_KINDS = frozenset({"negative_answer", "low_score", "unresolved_issue", "alarming_comment"})
+SEPARATE_TRIGGER_KINDS = ("follow_up_request", "at_risk")
+SIGNAL_LABELS = {
+    "follow_up_request": "Asked to be contacted",
+    "at_risk": "Account flagged at risk",
+    "unresolved_issue": "Issues not resolved",
+    "alarming_comment": "Alarming comment",
+    "negative_answer": "Negative answer",
+    "low_score": "Low recommend score",
+}
+TOO_FEW = "too_few"
 
 
 @dataclass(frozen=True)
@@ -56,6 +78,15 @@ class ReportSettings:
     satisfaction_heading: str = SATISFACTION_HEADING
     satisfied_choices: frozenset = SATISFIED_CHOICES
     step_order: tuple = SOP_STEPS
+    timezone: str = "UTC"  # the playbook calendar's: which local day a timestamp falls on
+    min_responses_to_compare: int = 10
+    negative_trigger_kinds: frozenset = NEGATIVE_TRIGGER_KINDS
+    separate_trigger_kinds: tuple = SEPARATE_TRIGGER_KINDS
+    topic_names: dict | None = None
+
+    def topic_name(self, key: str) -> str:
+        names = self.topic_names or {}
+        return names.get(key) or str(key).replace("_", " ").capitalize()
 
 
 @dataclass(frozen=True)
@@ -95,14 +126,21 @@ class QuarterlyMetrics:
     quarter: Quarter
     trend: pd.DataFrame
     negative_rate_change_pts: float | None
-    negative_rate_direction: str | None  # "up" | "down" | "flat" | None (no comparison possible)
-    by_topic: pd.DataFrame  # topic, negatives, share, cumulative_share
+    # "up" | "down" | "flat" | "too_few" (previous quarter below the minimum) | None (nothing to compare)
+    negative_rate_direction: str | None
+    by_topic: pd.DataFrame  # topic, name, negatives, share, cumulative_share
     by_question: pd.DataFrame  # question, row, label, negatives, share, cumulative_share
+    signals: pd.DataFrame  # kind, label, responses: follow-up requests, at-risk flags (not in the Pareto)
     root_causes: pd.DataFrame  # root_cause, cases, share
     sla_by_step: pd.DataFrame  # step, steps_due, completed, on_time, on_time_share, median_bd, p90_bd
-    time_to_acknowledge: Durations
-    time_to_close: Durations
+    time_to_acknowledge: Durations  # business days from the response received
+    time_to_close: Durations  # business days from the response received
+    intake_delay_hours: Durations  # hours from the response to its Case being opened
     open_case_age_days: Durations  # calendar days at the quarter end; count = open cases
+    open_cases_mrr: float  # summed MRR of the accounts with a case open at the quarter end
+    open_cases_without_mrr: int  # ... of which accounts have no MRR
+    responses_to_earlier_invites: int  # responses this quarter to invites sent in an earlier quarter
+    min_responses_to_compare: int
     repeat_negative_accounts: int
     accounts_with_negatives: int
     recovery: Recovery
@@ -144,10 +182,14 @@ class QuarterlyMetrics:
             "repeat_negative_accounts": self.repeat_negative_accounts,
             "accounts_with_negatives": self.accounts_with_negatives,
             "open_cases": self.open_cases,
+            "open_cases_mrr": self.open_cases_mrr,
+            "open_cases_without_mrr": self.open_cases_without_mrr,
+            "responses_to_earlier_invites": self.responses_to_earlier_invites,
         }
         for name, d in (
             ("time_to_acknowledge_bd", self.time_to_acknowledge),
             ("time_to_close_bd", self.time_to_close),
+            ("intake_delay_hours", self.intake_delay_hours),
             ("open_case_age_days", self.open_case_age_days),
         ):
             scalars |= {f"{name}_{k}": v for k, v in vars(d).items()}
@@ -156,6 +198,7 @@ class QuarterlyMetrics:
         breakdowns = (
             (self.by_topic, "topic", ("negatives", "share", "cumulative_share"), "negatives_by_topic"),
             (self.by_question, "label", ("negatives", "share", "cumulative_share"), "negatives_by_question"),
+            (self.signals, "kind", ("responses",), "signals"),
             (self.root_causes, "root_cause", ("cases", "share"), "root_cause"),
             (
                 self.sla_by_step,
@@ -203,14 +246,16 @@ def _in_quarter(values: pd.Series, q: Quarter) -> pd.Series:
     return (_period(values) == _to_period(q)).fillna(False).astype(bool)
 
 
-def _days(values: pd.Series) -> pd.Series:
-    """Timestamps or dates as naive midnight datetimes (UTC calendar day)."""
-    return _naive_utc(values).dt.normalize()
+def _days(values: pd.Series, tz: str = "UTC") -> pd.Series:
+    """Timestamps as naive midnight datetimes of their calendar day in ``tz``; dates as they are."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        return values.dt.tz_convert(tz).dt.tz_localize(None).dt.normalize()
+    return values.dt.normalize()
 
 
-def _busdays(fn: BusinessDays, start: pd.Series, end: pd.Series) -> pd.Series:
+def _busdays(fn: BusinessDays, start: pd.Series, end: pd.Series, tz: str = "UTC") -> pd.Series:
     """Business days from ``start`` to ``end`` per row (NaN where either is missing)."""
-    start, end = _days(start), _days(end)
+    start, end = _days(start, tz), _days(end, tz)
     ok = (start.notna() & end.notna()).to_numpy()
     out = np.full(len(start), np.nan)
     if ok.any():
@@ -234,6 +279,20 @@ def _pareto(counts: pd.Series, key: str, value: str) -> pd.DataFrame:
     frame["share"] = frame[value] / total if total else np.nan
     frame["cumulative_share"] = frame[value].cumsum() / total if total else np.nan
     return frame
+
+
+def top_items(frame: pd.DataFrame, key: str, value: str, n: int) -> pd.DataFrame:
+    """The first ``n - 1`` rows and one "Other (k more)" row folding the rest when there are more than
+    ``n``: what the charts and the tables both show, so they always list the same items."""
+    if len(frame) <= n:
+        return frame.reset_index(drop=True)
+    head, tail = frame.head(n - 1), frame.iloc[n - 1 :]
+    other = {c: None for c in frame.columns} | {key: f"Other ({len(tail)} more)", value: tail[value].sum()}
+    if "share" in frame:
+        other["share"] = tail["share"].sum()
+    if "cumulative_share" in frame:
+        other["cumulative_share"] = frame["cumulative_share"].iloc[-1]
+    return pd.concat([head, pd.DataFrame([other])], ignore_index=True)
 
 
 def _scores(data: ReportData, heading: str = RECOMMEND_HEADING) -> pd.Series:
@@ -263,6 +322,16 @@ def normalise_root_cause(text: pd.Series) -> pd.Series:
     return out.where(out != "", None)
 
 
+def _breaches(events: pd.DataFrame) -> pd.DataFrame:
+    """One row per step the sweep recorded as overdue: a "breach" event or an overdue escalation."""
+    overdue = (events["kind"] == "breach") | (
+        (events["kind"] == "escalation") & (events["reason"] == "overdue")
+    )
+    breaches = events[overdue].sort_values("occurred_on", kind="stable")
+    keyed = breaches["step_key"].notna()
+    return pd.concat([breaches[keyed].drop_duplicates("step_key"), breaches[~keyed]])
+
+
 def _trend(data: ReportData, quarters: list[Quarter], settings: ReportSettings) -> pd.DataFrame:
     periods = [_to_period(q) for q in quarters]
     sends = data.survey_sends
@@ -274,10 +343,14 @@ def _trend(data: ReportData, quarters: list[Quarter], settings: ReportSettings) 
     scores = _scores(data, settings.recommend_heading)
     main_period = _period(main["date_created"])
     nps = {p: _nps(scores.reindex(main.loc[main_period == p, "response_id"])) for p in periods}
-    steps = _live_steps(data)
+    steps = _live_steps(data, settings.timezone)
     steps_on_time = steps["on_time"]
     events = data.sla_events
+    escalations = events[events["kind"] == "escalation"]
     cases = data.cases
+    escalated = {
+        p: escalations.loc[_period(escalations["occurred_on"]) == p, "case_key"].nunique() for p in periods
+    }
     frame = pd.DataFrame(
         {
             "surveys_sent": _counts(invites["sent_at"], periods),
@@ -289,8 +362,9 @@ def _trend(data: ReportData, quarters: list[Quarter], settings: ReportSettings) 
             "cases_closed": _counts(cases["closed_at"], periods),
             "steps_due": _counts(steps["due_date"], periods),
             "steps_on_time": _counts(steps.loc[steps_on_time, "due_date"], periods),
-            "escalations": _counts(events.loc[events["kind"] == "escalation", "occurred_on"], periods),
-            "sla_breaches": _counts(events.loc[events["kind"] == "breach", "occurred_on"], periods),
+            "escalations": _counts(escalations["occurred_on"], periods),
+            "cases_escalated": pd.Series(escalated).astype(int),
+            "sla_breaches": _counts(_breaches(events)["occurred_on"], periods),
             "open_cases_at_end": pd.Series({_to_period(q): _open_at(cases, q).sum() for q in quarters}),
         }
     )
@@ -313,16 +387,52 @@ def _trend(data: ReportData, quarters: list[Quarter], settings: ReportSettings) 
         "steps_on_time",
         "sla_on_time_share",
         "escalations",
+        "cases_escalated",
         "sla_breaches",
     ]
     return frame[order]
 
 
-def _live_steps(data: ReportData) -> pd.DataFrame:
-    """Case steps that count for SLA, with an ``on_time`` flag and the case's opening time."""
+def _received_on(data: ReportData, tz: str) -> pd.Series:
+    """Per case: the day its response was received (the plan's anchor, else the response's local day)."""
+    responses = data.responses
+    when = responses["date_modified"].fillna(responses["date_created"])
+    day = pd.Series(_days(when, tz).to_numpy(), index=responses["response_id"].to_numpy())
+    day = day[~day.index.duplicated()]
+    cases = data.cases
+    fallback = pd.to_datetime(pd.Series(day.reindex(cases["case_key"]).to_numpy(), index=cases.index))
+    return cases["received_on"].fillna(fallback).astype("datetime64[ns]")
+
+
+def _response_time(data: ReportData) -> pd.Series:
+    """Per case: when its response was last modified (completed), else created."""
+    responses = data.responses
+    when = responses["date_modified"].fillna(responses["date_created"])
+    when = pd.Series(when.to_numpy(), index=responses["response_id"].to_numpy())
+    when = when[~when.index.duplicated()]
+    return pd.to_datetime(
+        pd.Series(when.reindex(data.cases["case_key"]).to_numpy(), index=data.cases.index), utc=True
+    )
+
+
+def _is_closed(cases: pd.DataFrame) -> pd.Series:
+    """Closed and documented: a closed date and the ledger's status "closed" (no status: legacy frame)."""
+    status = cases["status"].astype("object").str.lower()
+    return cases["closed_at"].notna() & (status.isna() | (status == "closed"))
+
+
+def _with_closed_cases(data: ReportData) -> ReportData:
+    """The data with ``closed_at`` cleared on cases that are not closed and documented."""
+    cases = data.cases.assign(closed_at=data.cases["closed_at"].where(_is_closed(data.cases)))
+    return ReportData(**{**data.__dict__, "cases": cases})
+
+
+def _live_steps(data: ReportData, tz: str = "UTC") -> pd.DataFrame:
+    """Case steps that count for SLA, with an ``on_time`` flag and the case's received day."""
     steps = data.case_steps[~data.case_steps["status"].isin(EXCLUDED_STEP_STATUSES)]
-    steps = steps.merge(data.cases[["case_key", "opened_at"]], on="case_key", how="left")
-    done = _days(steps["completed_at"])
+    cases = data.cases.assign(received_on=_received_on(data, tz))
+    steps = steps.merge(cases[["case_key", "opened_at", "received_on"]], on="case_key", how="left")
+    done = _days(steps["completed_at"], tz)
     steps["on_time"] = (done.notna() & (done <= steps["due_date"])).astype(bool)
     return steps
 
@@ -332,10 +442,12 @@ def _open_at(cases: pd.DataFrame, q: Quarter) -> pd.Series:
     return (cases["opened_at"] < end) & ~(cases["closed_at"] < end)
 
 
-def _sla_by_step(steps: pd.DataFrame, bd: BusinessDays, order: tuple = SOP_STEPS) -> pd.DataFrame:
+def _sla_by_step(
+    steps: pd.DataFrame, bd: BusinessDays, order: tuple = SOP_STEPS, tz: str = "UTC"
+) -> pd.DataFrame:
     steps = steps.assign(
         completed=steps["completed_at"].notna(),
-        elapsed_bd=_busdays(bd, steps["opened_at"], steps["completed_at"]),
+        elapsed_bd=_busdays(bd, steps["received_on"], steps["completed_at"], tz),
     )
     grouped = steps.groupby("step", sort=False)
     frame = pd.DataFrame(
@@ -362,8 +474,10 @@ def _question_label(triggers: pd.DataFrame) -> pd.Series:
     return row.fillna(heading).fillna(fallback)
 
 
-def _by_question(data: ReportData, negative_ids: pd.Series) -> pd.DataFrame:
-    triggers = data.triggers[data.triggers["response_id"].isin(set(negative_ids))].copy()
+def _by_question(data: ReportData, negative_ids: pd.Series, kinds: frozenset) -> pd.DataFrame:
+    """Negative feedback per question (matrix row): responses whose answer to it fired a negative trigger."""
+    triggers = data.triggers
+    triggers = triggers[triggers["response_id"].isin(set(negative_ids)) & triggers["kind"].isin(kinds)].copy()
     triggers["label"] = _question_label(triggers)
     triggers["question"] = triggers["heading"].fillna("")
     triggers["row"] = triggers["row"].fillna("")
@@ -373,6 +487,20 @@ def _by_question(data: ReportData, negative_ids: pd.Series) -> pd.DataFrame:
     frame.insert(0, "question", frame["label"].map(first["question"]))
     frame.insert(1, "row", frame["label"].map(first["row"]))
     return frame
+
+
+def _signals(data: ReportData, negative_ids: pd.Series, kinds: tuple) -> pd.DataFrame:
+    """Responses per signal that is not negative feedback in itself (a request to be contacted, an account
+    at risk), in the playbook's order."""
+    triggers = data.triggers[data.triggers["response_id"].isin(set(negative_ids))]
+    counts = triggers.drop_duplicates(["response_id", "kind"])["kind"].value_counts()
+    return pd.DataFrame(
+        {
+            "kind": list(kinds),
+            "label": [SIGNAL_LABELS.get(k, k.replace("_", " ").capitalize()) for k in kinds],
+            "responses": [int(counts.get(k, 0)) for k in kinds],
+        }
+    )
 
 
 def _workload(data: ReportData, q: Quarter, steps: pd.DataFrame) -> pd.DataFrame:
@@ -420,6 +548,13 @@ def _direction(change: float | None) -> str | None:
     return "up" if change > 0 else "down" if change < 0 else "flat"
 
 
+def _open_mrr(data: ReportData, open_now: pd.DataFrame) -> tuple[float, int]:
+    """Summed MRR of the distinct accounts with an open case, and how many of them have no MRR."""
+    accounts = data.accounts.drop_duplicates("sf_id").set_index("sf_id")["mrr"]
+    mrr = accounts.reindex(open_now["account_id"].dropna().unique())
+    return float(mrr.sum(skipna=True)), int(mrr.isna().sum())
+
+
 def compute_metrics(
     data: ReportData,
     quarter: Quarter,
@@ -433,34 +568,41 @@ def compute_metrics(
     """
     bd = business_days_between
     settings = settings or ReportSettings()
+    tz = settings.timezone
+    data = _with_closed_cases(data)
     trend = _trend(data, quarter.trailing(TREND_QUARTERS), settings)
-    now, before = (
-        trend.loc[quarter.label, "negative_rate"],
-        trend.loc[quarter.previous().label, "negative_rate"],
-    )
+    prev = quarter.previous().label
+    now, before = trend.loc[quarter.label, "negative_rate"], trend.loc[prev, "negative_rate"]
     change = None if pd.isna(now) or pd.isna(before) else round(float(now - before) * 100, 1)
+    direction = _direction(change)
+    if change is not None and trend.loc[prev, "responses"] < settings.min_responses_to_compare:
+        change, direction = None, TOO_FEW
 
     responses = data.responses
     main = responses[~responses["is_recovery"].astype(bool) & responses["negative"].astype(bool)]
     negatives = main[_in_quarter(main["date_created"], quarter)]
     topics = negatives["topics"].map(lambda t: list(t) if isinstance(t, list | tuple | np.ndarray) else [])
     topic_counts = topics.explode().dropna().value_counts()
+    by_topic = _pareto(topic_counts, "topic", "negatives")
+    by_topic.insert(1, "name", by_topic["topic"].map(settings.topic_name))
 
-    cases = data.cases
+    cases = data.cases.assign(received_on=_received_on(data, tz), responded_at=_response_time(data))
     closed = cases[_in_quarter(cases["closed_at"], quarter)]
     causes = normalise_root_cause(closed["root_cause"]).dropna().value_counts()
     root_causes = (
         _pareto(causes, "root_cause", "cases").drop(columns="cumulative_share").head(TOP_ROOT_CAUSES)
     )
 
-    steps = _live_steps(data)
+    steps = _live_steps(data, tz)
     acks = steps[(steps["step"] == "acknowledge") & steps["completed_at"].notna()]
     acks = acks.drop_duplicates("case_key")[["case_key", "completed_at"]].rename(
         columns={"completed_at": "acked_at"}
     )
     opened = cases[_in_quarter(cases["opened_at"], quarter)].merge(acks, on="case_key", how="left")
+    delay = (opened["opened_at"] - opened["responded_at"]).dt.total_seconds() / 3600
     open_now = cases[_open_at(cases, quarter)]
     age = (pd.Timestamp(quarter.end) - _days(open_now["opened_at"])).dt.days
+    open_mrr, without_mrr = _open_mrr(data, open_now)
 
     window = main[
         (_period(main["date_created"]) >= _to_period(quarter.previous(3)))
@@ -468,18 +610,30 @@ def compute_metrics(
     ]
     per_account = window.groupby("account_id")["response_id"].nunique()
 
+    all_main = responses[~responses["is_recovery"].astype(bool)]
+    arrived = all_main[_in_quarter(all_main["date_created"], quarter)]
+    sends = data.survey_sends.drop_duplicates("send_key").set_index("send_key")["sent_at"]
+    sent_at = sends.reindex(arrived["send_key"]).reset_index(drop=True)
+    earlier = int((sent_at < pd.Timestamp(quarter.start, tz="UTC")).sum())
+
     return QuarterlyMetrics(
         quarter=quarter,
         trend=trend,
         negative_rate_change_pts=change,
-        negative_rate_direction=_direction(change),
-        by_topic=_pareto(topic_counts, "topic", "negatives"),
-        by_question=_by_question(data, negatives["response_id"]),
+        negative_rate_direction=direction,
+        by_topic=by_topic,
+        by_question=_by_question(data, negatives["response_id"], settings.negative_trigger_kinds),
+        signals=_signals(data, negatives["response_id"], settings.separate_trigger_kinds),
         root_causes=root_causes,
-        sla_by_step=_sla_by_step(steps[_in_quarter(steps["due_date"], quarter)], bd, settings.step_order),
-        time_to_acknowledge=Durations.of(_busdays(bd, opened["opened_at"], opened["acked_at"])),
-        time_to_close=Durations.of(_busdays(bd, closed["opened_at"], closed["closed_at"])),
+        sla_by_step=_sla_by_step(steps[_in_quarter(steps["due_date"], quarter)], bd, settings.step_order, tz),
+        time_to_acknowledge=Durations.of(_busdays(bd, opened["received_on"], opened["acked_at"], tz)),
+        time_to_close=Durations.of(_busdays(bd, closed["received_on"], closed["closed_at"], tz)),
+        intake_delay_hours=Durations.of(delay),
         open_case_age_days=Durations.of(age),
+        open_cases_mrr=open_mrr,
+        open_cases_without_mrr=without_mrr,
+        responses_to_earlier_invites=earlier,
+        min_responses_to_compare=settings.min_responses_to_compare,
         repeat_negative_accounts=int((per_account > 1).sum()),
         accounts_with_negatives=len(per_account),
         recovery=_recovery(data, quarter, settings),

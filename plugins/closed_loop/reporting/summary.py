@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from closed_loop.reporting.metrics import QuarterlyMetrics
+from closed_loop.reporting.metrics import TOO_FEW, QuarterlyMetrics
 
 
 def pct(share: float | None) -> str:
@@ -27,13 +27,28 @@ def plural(n: int, word: str, words: str | None = None) -> str:
     return f"{n} {word if n == 1 else words or word + 's'}"
 
 
+def money(value: float) -> str:
+    """4250.0 -> "$4,250"."""
+    return f"${value:,.0f}"
+
+
+def hours(value: float | None) -> str:
+    """A duration in hours, in days past two days: 3.5 -> "3.5 h", 60 -> "2.5 days"."""
+    if value is None:
+        return "n/a"
+    return num(value, "h") if value < 48 else num(value / 24, "days")
+
+
 def negative_rate_phrase(m: QuarterlyMetrics) -> str:
-    """ "18% (down 4 pts)" / "18% (unchanged)" / "18%" / "n/a" — used by the summary and the subject."""
+    """ "18% (down 4 pts)" / "18% (unchanged)" / "18% (too few to compare)" / "18%" / "n/a" — used by the
+    summary and the subject."""
     rate = m.current["negative_rate"]
     if rate is None:
         return "n/a"
     if m.negative_rate_direction is None:
         return pct(rate)
+    if m.negative_rate_direction == TOO_FEW:
+        return f"{pct(rate)} (too few to compare)"
     if m.negative_rate_direction == "flat":
         return f"{pct(rate)} (unchanged)"
     return f"{pct(rate)} ({m.negative_rate_direction} {pts(m.negative_rate_change_pts or 0)} pts)"
@@ -44,10 +59,27 @@ def _volume(m: QuarterlyMetrics) -> list[str]:
     out = [
         f"In {q} we sent {plural(c['surveys_sent'], 'survey')} and received "
         f"{plural(c['responses'], 'response')}"
-        + (f" (response rate {pct(c['response_rate'])})." if c["response_rate"] is not None else ".")
+        + (
+            f"; {c['responded_invites']} of this quarter's invites have been answered "
+            f"(response rate {pct(c['response_rate'])})."
+            if c["response_rate"] is not None
+            else "."
+        )
     ]
+    if m.responses_to_earlier_invites:
+        out.append(
+            f"{plural(m.responses_to_earlier_invites, 'response')} answered invites sent in an "
+            "earlier quarter."
+        )
     if c["negative_rate"] is None:
         out.append("With no responses there is no negative rate for the quarter.")
+    elif m.negative_rate_direction == TOO_FEW:
+        out.append(
+            f"{plural(c['negatives'], 'response was', 'responses were')} negative "
+            f"({pct(c['negative_rate'])}); {m.quarter.previous().label} had only "
+            f"{plural(prev['responses'], 'response')}, too few to compare (the playbook's minimum is "
+            f"{m.min_responses_to_compare})."
+        )
     elif m.negative_rate_direction is None:
         out.append(
             f"{plural(c['negatives'], 'response was', 'responses were')} negative "
@@ -72,15 +104,18 @@ def _causes(m: QuarterlyMetrics) -> list[str]:
     if not m.by_topic.empty:
         top = m.by_topic.iloc[0]
         out.append(
-            f"The most frequent topic in negative feedback was {top['topic']} "
+            f"The most frequent topic in negative feedback was {top['name']} "
             f"({pct(top['share'])} of topic mentions)."
         )
     if not m.by_question.empty:
         top = m.by_question.iloc[0]
         out.append(
-            "The statement drawing most negative answers was "
-            f"\u201c{top['label']}\u201d ({top['negatives']})."
+            "The question drawing most negative answers was "
+            f"\u201c{top['label']}\u201d ({plural(int(top['negatives']), 'response')})."
         )
+    signals = [f"{r.responses} {r.label.lower()}" for r in m.signals.itertuples() if r.responses]
+    if signals:
+        out.append("Alongside: " + ", ".join(signals) + ".")
     if not m.root_causes.empty:
         top = m.root_causes.iloc[0]
         out.append(
@@ -98,13 +133,23 @@ def _timeliness(m: QuarterlyMetrics) -> list[str]:
         )
         if m.time_to_acknowledge.count:
             median = num(m.time_to_acknowledge.median)
-            sentence += f"; feedback was acknowledged in a median of {median} business days"
+            sentence += (
+                f"; feedback was acknowledged in a median of {median} business days after the response"
+            )
         out.append(sentence + ".")
-    if c["escalations"]:
-        out.append(f"{plural(c['escalations'], 'case was', 'cases were')} escalated.")
-    if m.open_cases:
+    if m.intake_delay_hours.count:
         out.append(
-            f"{plural(m.open_cases, 'case was', 'cases were')} still open at the quarter end "
+            f"Cases were opened a median of {hours(m.intake_delay_hours.median)} after the response arrived."
+        )
+    if c["escalations"]:
+        out.append(
+            f"{plural(c['cases_escalated'], 'case was', 'cases were')} escalated "
+            f"({plural(c['escalations'], 'escalation')})."
+        )
+    if m.open_cases:
+        mrr = f", representing {money(m.open_cases_mrr)} MRR" if m.open_cases_mrr else ""
+        out.append(
+            f"{plural(m.open_cases, 'case was', 'cases were')} still open at the quarter end{mrr} "
             f"(the oldest opened {plural(int(m.open_case_age_days.max or 0), 'day')} before it ended)."
         )
     elif c["cases_opened"] or c["cases_closed"]:
