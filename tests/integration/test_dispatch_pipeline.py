@@ -307,6 +307,52 @@ def test_opt_outs_and_bounces_are_recorded_with_reasons(env):
     assert opted["Email"].lower() not in invited(env) and bounced_email.lower() not in invited(env)
 
 
+def test_a_contact_who_opts_out_after_the_invite_gets_no_reminder_and_ops_are_told(env):
+    rules = env.playbook.dispatch
+    env.run_day(START, reminders=False)
+    remind_day = START + dt.timedelta(days=rules.reminder_delay_days)
+    env.move_clock(remind_day)
+    state = env.admin("GET", "state")
+    waiting = [r for r in state["sm"]["recipients"].values()
+               if r.get("date_sent") and r["survey_response_status"] == "not_responded"]  # fmt: skip
+    assert len(waiting) >= 2, "seed 7 has non-responders in the first batch"
+    by_email = {c["Email"].lower(): c for c in env.admin("GET", "records/Contact") if c["Email"]}
+    leaver = by_email[waiting[0]["email"].lower()]
+    env.sf.get_conn().Contact.update(leaver["Id"], {"HasOptedOutOfEmail": True})  # after the invite
+
+    out = env.run_day(remind_day)
+
+    reminded = {r["email"].lower() for m in messages(env, "reminder") for r in m["recipients"]}
+    assert leaver["Email"].lower() not in reminded, "no email after an opt-out (CAN-SPAM, SOP)"
+    assert out["reminders"]["withheld"] == len(waiting)
+    [item] = [q for q in env.ledger.unreported_quarantine() if "reminder_withheld" in q["q_key"]]
+    assert "opted out of email in Salesforce after the invite" in item["reason"]
+    assert item["payload"]["opted_out"] == [s["send_key"] for s in sends(env, contact_id=leaver["Id"])]
+    env.run_day(remind_day + dt.timedelta(days=1))  # decided once: not retried, nobody reminded later
+    assert leaver["Email"].lower() not in {r["email"].lower() for m in messages(env, "reminder")
+                                            for r in m["recipients"]}  # fmt: skip
+
+
+def test_the_same_person_on_two_accounts_with_the_same_go_live_is_surveyed_for_each(env):
+    sfc = env.sf.get_conn()
+    [first] = _make_due(env, START)
+    person = _flagged_contacts(env, first["Id"])[0]
+    other = next(a for a in env.admin("GET", "records/Account")
+                 if a["Id"] != first["Id"] and dt.date.fromisoformat(a["Go_Live_Date__c"]) < START - dt.timedelta(days=60))  # fmt: skip
+    sfc.Account.update(other["Id"], {"Go_Live_Date__c": first["Go_Live_Date__c"]})
+    twin = sfc.Contact.create({"AccountId": other["Id"], "FirstName": person["FirstName"],
+                               "LastName": person["LastName"], "Email": person["Email"],
+                               "Implementations_Project_Manager__c": True})["id"]  # fmt: skip
+    env.run_day(START, reminders=False)
+    env.run_day(START + dt.timedelta(days=1), reminders=False)
+    email = person["Email"].lower()
+    assert invited(env)[email] == 2, "one survey per account (SOP: each flagged contact)"
+    rows = sends(env, contact_id=person["Id"]) + sends(env, contact_id=twin)
+    assert {r["account_id"] for r in rows} == {first["Id"], other["Id"]}
+    assert all(r["status"] == "sent" for r in rows), [(r["status"], r["reason"]) for r in rows]
+    assert len({r["collector_id"] for r in rows}) == 2, "a collector holds an address once"
+
+
 def test_open_follow_up_case_holds_the_survey_until_closed(env):
     [account] = _make_due(env, START)
     env.ledger.upsert_case({"case_key": "resp-1", "account_id": account["Id"], "status": "open"})

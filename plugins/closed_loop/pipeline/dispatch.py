@@ -450,13 +450,17 @@ def complete_message(
     A message already sent cannot gain recipients: intents missing from it return to planned.
     """
     by_email: dict[str, dict] = {}
-    duplicates = []
+    duplicates, later = [], []
     for row in intents:
         email = (contacts.get(row["contact_id"], {}).get("email") or "").strip().lower()
-        if email in by_email or not email:
+        if not email:
             duplicates.append(row["send_key"])
+        elif email in by_email:  # the same person on another account: its own send, in the next batch
+            later.append(row["send_key"])
         else:
             by_email[email] = row
+    if later:
+        _defer_same_person(ledger, later)
     present: dict[str, str] = {}
     if not fresh:
         status = sm.request("GET", f"/collectors/{collector_id}/messages/{message_id}").get("status")
@@ -510,9 +514,27 @@ def _mark_outcomes(ledger, accepted, present, duplicates, collector_id, message_
              "collector_id": collector_id, "message_id": message_id, "sent_at": _day_start(today)}
             for email, row in accepted.items()
         ]
-        + [{"send_key": key, "status": "skipped", "reason": "duplicate or missing email in the batch"}
+        + [{"send_key": key, "status": "skipped", "reason": "missing email address"}
            for key in duplicates]
     )  # fmt: skip
+
+
+SAME_PERSON = (
+    "the same email address is in this batch for another account: a collector holds an address once, "
+    "so this account's survey goes out in the next batch (one survey per account, SOP)"
+)
+
+
+def _defer_same_person(ledger, keys: list[str]) -> None:
+    """Return same-person intents to planned with the reason: tomorrow's batch (a new collector) sends
+    them, so each account's flagged contact is surveyed as its own send, never skipped silently."""
+    ledger.release_intents(keys)
+    with ledger.session() as s:
+        s.execute(update(SurveySend).where(SurveySend.send_key.in_(keys), SurveySend.status == "planned")
+                  .values(reason=SAME_PERSON))  # fmt: skip
+    log.info(
+        "send batch: %d send(s) to an address already in the batch deferred to the next batch", len(keys)
+    )
 
 
 def _reconcile_intents(sm, ledger, today) -> int:
@@ -553,7 +575,7 @@ def send_reminders(
     rules = playbook.dispatch
     start_sm, start_sf = sm.calls_made, getattr(sf, "calls_made", 0)
     out = {"batches": 0, "reminded": 0, "responded": 0, "reconciled": 0, "lp_tasks": 0, "carried_over": 0,
-           "dry_run": dry_run}  # fmt: skip
+           "withheld": 0, "dry_run": dry_run}  # fmt: skip
     if not dry_run:
         out["reconciled"] = _reconcile_reminders(sm, ledger, playbook, today)
     oldest = _day_start(today - dt.timedelta(days=rules.reminder_window_days))
@@ -591,6 +613,11 @@ def send_reminders(
         if not waiting:  # everyone answered: remember, so this batch is not listed again
             ledger.set_watermark(_NO_REMINDER + collector_id, today.isoformat())
             continue
+        opted = _opted_out_since(ledger, [r for r in rows if r["send_key"] in set(waiting)])
+        if opted:
+            out["withheld"] += len(waiting)
+            _withhold_reminder(ledger, collector_id, waiting, opted, today)
+            continue
         claimed = ledger.claim_reminders(waiting, reminder_key(collector_id))
         if not claimed:
             continue
@@ -609,6 +636,32 @@ def send_reminders(
     }
     log.info("send_reminders %s: %s", today, out)
     return out
+
+
+def _opted_out_since(ledger, rows: list[dict]) -> list[str]:
+    """Send keys among ``rows`` whose contact has opted out of email in Salesforce since the invite."""
+    ids = {r["contact_id"] for r in rows}
+    with ledger.session() as s:
+        opted = set(
+            s.scalars(select(Contact.sf_id).where(Contact.sf_id.in_(ids), Contact.opted_out.is_(True)))
+        )
+    return sorted(r["send_key"] for r in rows if r["contact_id"] in opted)
+
+
+def _withhold_reminder(ledger, collector_id: str, waiting: list[str], opted: list[str], today) -> None:
+    """A SurveyMonkey reminder reaches every non-responder of its collector and cannot leave one out, so
+    a batch with a contact who opted out since the invite gets none: recorded, and ops are told."""
+    ledger.set_watermark(_NO_REMINDER + collector_id, today.isoformat())
+    ledger.quarantine(
+        f"survey_dispatch:reminder_withheld:{collector_id}", "survey_dispatch", collector_id,
+        f"reminder withheld: {len(opted)} contact(s) of this batch opted out of email in Salesforce after "
+        f"the invite, and a SurveyMonkey reminder goes to every non-responder of its collector; "
+        f"{len(waiting) - len(opted)} other non-responder(s) were not reminded by email",
+        {"collector_id": collector_id, "opted_out": opted, "not_reminded": sorted(set(waiting) - set(opted))},
+    )  # fmt: skip
+    log.warning(
+        "send_reminders %s: reminder of batch %s withheld (opt-out since the invite)", today, collector_id
+    )
 
 
 def _reminder_text(playbook) -> tuple[str, str]:
