@@ -337,8 +337,9 @@ def test_the_same_person_on_two_accounts_with_the_same_go_live_is_surveyed_for_e
     sfc = env.sf.get_conn()
     [first] = _make_due(env, START)
     person = _flagged_contacts(env, first["Id"])[0]
+    old = START - dt.timedelta(days=60)
     other = next(a for a in env.admin("GET", "records/Account")
-                 if a["Id"] != first["Id"] and dt.date.fromisoformat(a["Go_Live_Date__c"]) < START - dt.timedelta(days=60))  # fmt: skip
+                 if a["Id"] != first["Id"] and dt.date.fromisoformat(a["Go_Live_Date__c"]) < old)  # fmt: skip
     sfc.Account.update(other["Id"], {"Go_Live_Date__c": first["Go_Live_Date__c"]})
     twin = sfc.Contact.create({"AccountId": other["Id"], "FirstName": person["FirstName"],
                                "LastName": person["LastName"], "Email": person["Email"],
