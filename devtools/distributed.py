@@ -61,6 +61,7 @@ class DistributedAirflow:
     worker_concurrency: int = 4
     pools: dict[str, dict] = field(default_factory=lambda: dict(POOLS))
     ledger: bool = False  # a fresh PostgreSQL ledger database behind AIRFLOW_CONN_CLOSED_LOOP_DB
+    triggerer: bool = False  # also run `airflow triggerer` (deferrable tasks, asset watchers)
     timings: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -170,6 +171,8 @@ class DistributedAirflow:
                 ],
                 role="worker",
             )
+            if self.triggerer:
+                self._spawn("triggerer", ["triggerer"])
             self._wait(self._api_ready, timeout, "api-server health")
             self._wait(lambda: "ready" in self.log_text("celery-worker"), timeout, "celery worker ready")
         if self.dag_id:
@@ -180,7 +183,7 @@ class DistributedAirflow:
     def stop(self, grace: float = 20) -> None:
         """SIGTERM every process group (worker first), SIGKILL what is left, drop the database."""
         with self._timed("stop"):
-            for name in ["celery-worker", "scheduler", "dag-processor", "api-server"]:
+            for name in ["celery-worker", "triggerer", "scheduler", "dag-processor", "api-server"]:
                 proc = self._procs.get(name)
                 if proc and proc.poll() is None:
                     _signal_group(proc, signal.SIGTERM)
@@ -327,15 +330,7 @@ class DistributedAirflow:
         raise TimeoutError(f"timed out after {timeout}s waiting for {what}\n{self.diagnostics()}")
 
     def _admin_sql(self, sql: str) -> None:
-        import psycopg2
-
-        conn = psycopg2.connect(f"{self.pg_dsn}/postgres")
-        try:
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute(sql)
-        finally:
-            conn.close()
+        admin_sql(self.pg_dsn, sql)
 
     def _flush_redis(self) -> None:
         import redis
@@ -349,6 +344,19 @@ class DistributedAirflow:
             yield
         finally:
             self.timings[label] = round(time.monotonic() - t0, 1)
+
+
+def admin_sql(pg_dsn: str, sql: str) -> None:
+    """Run one statement on the server's ``postgres`` database outside a transaction (CREATE/DROP)."""
+    import psycopg2
+
+    conn = psycopg2.connect(f"{pg_dsn}/postgres")
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(sql)
+    finally:
+        conn.close()
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:
