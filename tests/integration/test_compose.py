@@ -214,3 +214,20 @@ def test_docker_compose_config_accepts_the_file(tmp_path):
         worker_env = rendered["services"]["airflow-worker"]["environment"]
         assert worker_env["AIRFLOW__API_AUTH__JWT_SECRET"] == _env_example()["AIRFLOW__API_AUTH__JWT_SECRET"]
         assert "variable is not set" not in proc.stderr, proc.stderr
+
+
+def test_webhook_receiver_holds_no_api_credentials_and_shares_the_channel():
+    receiver = SERVICES["webhook-receiver"]
+    assert receiver["profiles"] == ["webhooks"]
+    env = receiver["environment"]
+    assert set(env) == {
+        "AIRFLOW_CONN_SURVEYMONKEY_WEBHOOK",
+        "AIRFLOW_CONN_REDIS_DEFAULT",
+        "CLOSED_LOOP_WEBHOOK_CHANNEL",
+        "PYTHONPATH",
+    }, "no Salesforce/SurveyMonkey API token, no metadata DB"
+    assert not any("state" in v for v in receiver.get("volumes", [])), "no access to the connections file"
+    airflow_env = SERVICES["airflow-triggerer"]["environment"]
+    assert airflow_env["CLOSED_LOOP_WEBHOOK_CHANNEL"] == env["CLOSED_LOOP_WEBHOOK_CHANNEL"]
+    assert airflow_env["AIRFLOW_CONN_REDIS_DEFAULT"] == env["AIRFLOW_CONN_REDIS_DEFAULT"]
+    assert airflow_env["CLOSED_LOOP_INTAKE_TRIGGER"] == "${CLOSED_LOOP_INTAKE_TRIGGER:-polling}"
