@@ -464,7 +464,7 @@ def test_incremental_pulls_latency_and_recovery_pulses(surveyed_stack):
     responses = stack.ledger.read_frame("responses")
     pulses = responses[responses["is_recovery"]]
     assert later >= 1 and len(pulses) == 1, "the pulse arrived later and was pulled incrementally"
-    assert list(pulses["case_key"]) == [case["case_key"]] and not pulses["negative"].any()
+    assert list(pulses["case_key"]) == [case["case_key"]]  # negative pulses: test_sop_hostile_org
     assert len(survey_cases(sandbox_state(stack))) == first.cases_planned, "a pulse opens no new case"
     assert stack.ledger.get_response(pulses["response_id"].iloc[0])["answers"], "pulse answers stored"
     print(f"\nincremental runs: max {max(timings):.2f} s, mean {sum(timings) / len(timings):.2f} s")

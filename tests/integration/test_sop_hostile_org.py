@@ -200,3 +200,80 @@ def test_an_mrr_that_is_not_a_number_is_flagged_unparseable_with_its_raw_value(t
         )
     dq = [t for t in survey_tasks(state) if t["Closed_Loop_Key__c"].startswith("dq:intake:mrr_unparseable")]
     assert dq and all("is not a number" in t["Subject"] for t in dq)
+
+
+# --- item 5: a negative recovery pulse escalates (SOP 6) ----------------------------------------------
+
+
+def _pulse_is_negative(response: dict, survey: dict) -> bool:
+    """SOP 6.1 with the playbook's recovery rules, read from the pulse as served."""
+    rules = PB.recovery
+    choices = {c["id"]: (q["headings"][0]["heading"], c["text"]) for p in survey["pages"]
+               for q in p["questions"] for c in q["answers"].get("choices", [])}  # fmt: skip
+    for page in response["pages"]:
+        for question in page["questions"]:
+            for answer in question["answers"]:
+                heading, text = choices.get(answer.get("choice_id"), (None, None))
+                if heading == rules.satisfaction_question and text in rules.dissatisfied_answers:
+                    return True
+                low = rules.score_at_or_below
+                if heading == rules.score_question and text.isdigit() and int(text) <= low:
+                    return True
+    return False
+
+
+def test_a_negative_recovery_pulse_escalates_to_management_reopens_the_case_and_tells_the_lp(stack):
+    from tests.integration.test_intake_pipeline import PULSE_TITLE, advance, send_invites
+
+    surveyed(stack)
+    first, _, _, _ = run_intake(stack)
+    state = sandbox_state(stack)
+    keyed = {}
+    for key in first.case_keys[:10]:
+        case = stack.ledger.get_case(key)
+        contact = state["sf"]["Contact"][case["contact_id"]]
+        if contact["Email"].lower() not in {k["Email"].lower() for k in keyed.values()}:
+            keyed[key] = contact
+    for key, contact in keyed.items():
+        send_invites(stack, title=PULSE_TITLE, kind="recovery", contacts=[contact],
+                     key=lambda c, k=key: f"recovery:{k}")  # fmt: skip
+    advance(stack, advance_days=8)
+    ingest, opened, _, _ = run_intake(stack)
+    state = sandbox_state(stack)
+    survey = next(s for s in state["sm"]["surveys"].values() if s["title"] == PULSE_TITLE)
+    pulses = [r for r in state["sm"]["responses"].values()
+              if r["survey_id"] == survey["id"] and r["response_status"] == "completed"]  # fmt: skip
+    recorded = stack.ledger.read_frame("responses").set_index("response_id")
+    negative = {recorded.loc[r["id"], "case_key"]: r["id"] for r in pulses if _pulse_is_negative(r, survey)}
+    assert negative and len(negative) < len(pulses), "seed 7 answers some pulses negatively, some not"
+    assert ingest.recovery_dissatisfied == len(negative) == opened.recovery_escalations
+
+    ids = user_ids(state)
+    cases = {c["Survey_Response_Id__c"]: c for c in survey_cases(state)}
+    tasks = {t["Closed_Loop_Key__c"]: t for t in survey_tasks(state)}
+    for case_key, pulse_id in negative.items():
+        case = stack.ledger.get_case(case_key)
+        escalation = tasks[f"{case_key}:escalate:dissatisfied:pulse:{pulse_id}"]
+        assert escalation["OwnerId"] == ids[PB.username(PB.sla.escalation_owners.dissatisfied)] == ids[VP]
+        assert "remains dissatisfied" in escalation["Description"]
+        inform = tasks[f"{case_key}:inform_escalation:{pulse_id}"]
+        assert inform["OwnerId"] == ids[case["lp_username"]] and "informed" in inform["Subject"]
+        assert cases[case_key]["Status"] == PB.sla.dissatisfied_when.equals
+        assert not cases[case_key]["IsClosed"]
+        assert case["status"] == "open" and case["dissatisfied"]
+    for r in pulses:
+        if recorded.loc[r["id"], "case_key"] not in negative:
+            assert not any(k.endswith(f":pulse:{r['id']}") for k in tasks), "content: no escalation"
+
+    again, reopened, _, sf = run_intake(stack)  # rerun: nothing new
+    assert reopened.recovery_escalations == 0 and len(survey_tasks(sandbox_state(stack))) == len(tasks)
+    # the leadership report's recovery figures count them (SOP 8: review negative feedback trends)
+    from closed_loop.domain.calendar import BusinessCalendar
+    from closed_loop.pipeline.report import load_report_data, report_settings
+    from closed_loop.reporting.metrics import compute_metrics
+    from closed_loop.reporting.quarters import Quarter
+
+    quarter = Quarter(2026, 3)  # the sandbox clock is in July 2026
+    days = BusinessCalendar.from_playbook(PB).business_days_between
+    metrics = compute_metrics(load_report_data(stack.ledger), quarter, days, report_settings(PB))
+    assert metrics.recovery.escalated == len(negative) and metrics.recovery.pulse_responses == len(pulses)

@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, exists, select
 
 from closed_loop.domain.plan import CasePlan, ContactFacts, StepContext, plan_case
+from closed_loop.domain.recovery import pulse_dissatisfaction
 from closed_loop.domain.routing import AccountFacts, route
 from closed_loop.domain.scoring import Trigger
 from closed_loop.hooks.errors import SurveyMonkeyNotFound
@@ -35,6 +36,7 @@ from closed_loop.ledger.models import Account, Case, CaseStep, Contact, Response
 from closed_loop.ledger.types import to_utc, utcnow
 from closed_loop.ledger.upsert import insert_if_absent
 from closed_loop.pipeline.lead import ROLES_CHECKED, decide_leads, read_accounts
+from closed_loop.pipeline.recovery import escalate_dissatisfied_pulses
 from closed_loop.pipeline.salesforce_writes import resolve_user_ids, upsert_cases, upsert_tasks
 from closed_loop.pipeline.surveys import resolve_survey_id
 
@@ -68,6 +70,7 @@ class IngestSummary:
     dry_run: bool = False
     fetched: int = 0
     recovery: int = 0
+    recovery_dissatisfied: int = 0  # negative recovery pulses (escalated by open_cases)
     recorded: int = 0
     positives: int = 0
     negatives: int = 0
@@ -96,6 +99,7 @@ class OpenSummary:
     alerts_sent: int = 0
     owner_fallbacks: int = 0
     rerouted: int = 0  # Cases whose lead changed with the accounts/users as Salesforce has them now
+    recovery_escalations: int = 0  # negative recovery pulses escalated (SOP 6)
     sf_calls: int = 0
     case_keys: list[str] = field(default_factory=list)
 
@@ -446,11 +450,15 @@ def ingest_responses(
         result = score_responses(sm_hook.survey_details(pulse_id), pulse_raw, playbook)
         answers |= _answers_by_response(result.answers)
         raw_of = {str(r["id"]): r for r in pulse_raw}
-        for score in result.scores:  # a pulse is recorded (it feeds the recovery figures), never a new case
-            send = send_of[score.response_id]
+        for score in result.scores:  # a pulse is recorded (it feeds the recovery figures), never a new case;
+            send = send_of[score.response_id]  # a negative one escalates its case (SOP 6, open_cases)
             case_key = _case_for_recovery(ledger, send)
             responses.append(_response_row(raw_of[score.response_id], send, True, case_key))
-            scores[score.response_id] = {"negative": False, "severity": None, "topics": []}
+            fired = pulse_dissatisfaction(answers.get(score.response_id, []), playbook)
+            scores[score.response_id] = {"negative": bool(fired), "severity": "high" if fired else None,
+                                         "topics": []}  # fmt: skip
+            triggers[score.response_id] = fired
+            summary.recovery_dissatisfied += bool(fired)
     summary.sm_calls = sm_hook.calls_made - calls_before
     summary.case_keys = [p.response_id for p in plans]
     summary.cases_planned = len(plans)
@@ -623,7 +631,11 @@ def open_cases(sf_hook, ledger, playbook, calendar, today: date, dry_run: bool =
     alerts = [q for q in ledger.unreported_quarantine() if q["source"] in QUARANTINE_SOURCES]
     summary.cases_pending = len(pending)
     summary.case_keys = [c["case_key"] for c in pending]
+    summary.recovery_escalations = escalate_dissatisfied_pulses(
+        sf_hook, ledger, playbook, calendar, today, dry_run
+    )
     if not pending and not alerts:
+        summary.sf_calls = sf_hook.calls_made - calls_before
         return summary
     dq_user = playbook.username(playbook.people.data_quality_owner)
     fallback_user = playbook.username(playbook.routing.missing_tsm.role)

@@ -138,6 +138,7 @@ def report_context(m: QuarterlyMetrics, summary: str | None = None) -> dict[str,
             "before": num(m.recovery.mean_before),
             "after": num(m.recovery.mean_after),
             "satisfied": pct(m.recovery.satisfied_share),
+            "escalated": m.recovery.escalated,
         },
         "workload": m.workload.to_dict("records"),
     }

@@ -117,6 +117,7 @@ class Recovery:
     improved: int
     improved_share: float | None
     satisfied_share: float | None
+    escalated: int = 0  # pulses that say the customer remains dissatisfied: escalated (SOP 6)
 
 
 @dataclass
@@ -539,6 +540,7 @@ def _recovery(data: ReportData, q: Quarter, settings: ReportSettings) -> Recover
         satisfied_share=float(answers["choice_text"].isin(settings.satisfied_choices).mean())
         if len(answers)
         else None,
+        escalated=int(pulses["negative"].fillna(False).astype(bool).sum()),
     )
 
 

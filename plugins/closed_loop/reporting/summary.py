@@ -161,13 +161,17 @@ def _recovery(m: QuarterlyMetrics) -> list[str]:
     r = m.recovery
     if not r.pulse_responses:
         return []
-    if not r.pairs:
-        return [f"{plural(r.pulse_responses, 'customer')} answered the follow-up pulse."]
-    return [
-        f"Of {plural(r.pairs, 'customer')} who answered the follow-up pulse, {r.improved} "
-        f"gave a higher recommend score than in their negative response "
-        f"(average {num(r.mean_before)} before, {num(r.mean_after)} after)."
-    ]
+    out = [f"{plural(r.pulse_responses, 'customer')} answered the follow-up pulse."]
+    if r.pairs:
+        out = [
+            f"Of {plural(r.pairs, 'customer')} who answered the follow-up pulse, {r.improved} "
+            f"gave a higher recommend score than in their negative response "
+            f"(average {num(r.mean_before)} before, {num(r.mean_after)} after)."
+        ]
+    if r.escalated:
+        who = plural(r.escalated, "customer")
+        out.append(f"Still dissatisfied after the pulse and escalated to management: {who}.")
+    return out
 
 
 def what_changed(m: QuarterlyMetrics) -> str:
