@@ -117,11 +117,9 @@ class CompositeMixin:
                     pending.append((i, body["nextRecordsUrl"]))
         return out
 
-    def query_ids(
-        self, soql_template: str, ids: Sequence[str], include_deleted: bool = False, **params: Any
-    ) -> list[dict]:
-        """Records of ``soql_template`` with ``{values}`` bound to chunks of up to 2,000 of ``ids`` (one
-        page each, statements under 100,000 characters), all chunks through ``query_many``."""
+    def id_statements(self, soql_template: str, ids: Sequence[str], **params: Any) -> list[str]:
+        """``soql_template`` with ``{values}`` bound to chunks of up to 2,000 distinct ``ids`` (one page
+        each), halving a chunk until its statement is under 100,000 characters."""
         values = list(dict.fromkeys(ids))
         soqls: list[str] = []
         stack = [values[i : i + ID_CHUNK] for i in range(0, len(values), ID_CHUNK)][::-1]
@@ -133,6 +131,13 @@ class CompositeMixin:
                 stack.extend([chunk[half:], chunk[:half]])
                 continue
             soqls.append(soql)
+        return soqls
+
+    def query_ids(
+        self, soql_template: str, ids: Sequence[str], include_deleted: bool = False, **params: Any
+    ) -> list[dict]:
+        """Records of ``soql_template`` for ``ids`` (``id_statements``), all through ``query_many``."""
+        soqls = self.id_statements(soql_template, ids, **params)
         return [r for rows in self.query_many(soqls, include_deleted) for r in rows]
 
 

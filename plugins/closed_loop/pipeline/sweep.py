@@ -3,8 +3,9 @@
 Four steps, each a plain function over built hooks, the Ledger, the Playbook, a BusinessCalendar and the
 run's logical date ``today`` (never the wall clock):
 
-1. ``read_back``: bulk SOQL (``Id IN`` chunks) on the Cases and not-yet-completed Tasks the ledger tracks;
-   records completions, Case status, closure and documentation in the ledger.
+1. ``read_back``: the tracked Cases and not-yet-completed Tasks changed since the last sweep (queryAll by
+   ``SystemModstamp``, deletions included) or never read (``Id IN``),
+   through Composite; records completions, Case status, closure and documentation in the ledger.
 2. ``progress_and_escalate``: creates activated steps (the follow-up, anchored on the acknowledgement's
    completion), escalates each breached step once, escalates a dissatisfied customer once per episode,
    flags an undocumented close once, reminds LPs the business day before a due date, closes documented
@@ -40,6 +41,7 @@ from closed_loop.domain.routing import internal_call_audience
 from closed_loop.ledger.models import Case, Contact, SlaEvent, SurveySend, Trigger
 from closed_loop.ledger.types import to_utc
 from closed_loop.pipeline import outbox
+from closed_loop.pipeline.read_back_queries import read_tracked, save_marks
 from closed_loop.pipeline.surveys import carry_over_when_budget_exhausted, require_survey_id
 from closed_loop.playbook import Playbook
 from closed_loop.templating import render
@@ -56,8 +58,8 @@ TASK_EVENT_KINDS = ("escalation", "doc_missing")
 # -- shared helpers ------------------------------------------------------------------------------------
 
 
-def case_soql(playbook: Playbook) -> str:
-    """The read-back Case query: status, closure, documentation and the dissatisfied field."""
+def case_fields(playbook: Playbook) -> list[str]:
+    """The read-back Case fields: status, closure, documentation and the dissatisfied field."""
     base = [
         "Id",
         "Status",
@@ -71,14 +73,23 @@ def case_soql(playbook: Playbook) -> str:
         f"Contact.{playbook.salesforce.contact.opted_out}",
     ]
     extra = [playbook.sla.dissatisfied_when.field, *playbook.sla.documentation_fields]
-    fields = list(dict.fromkeys(base + extra))
-    return f"SELECT {', '.join(fields)} FROM Case WHERE Id IN {{values}}"
+    return list(dict.fromkeys(base + extra))
+
+
+def case_soql(playbook: Playbook) -> str:
+    """The read-back Case query by ``Id IN``."""
+    return f"SELECT {', '.join(case_fields(playbook))} FROM Case WHERE Id IN {{values}}"
+
+
+def task_fields(playbook: Playbook) -> list[str]:
+    """The read-back Task fields: status and completion, with the org's external-id field."""
+    ext = playbook.salesforce.task.external_id
+    return ["Id", "Status", "IsClosed", "CompletedDateTime", "ActivityDate", ext]
 
 
 def task_soql(playbook: Playbook) -> str:
-    """The read-back Task query: status and completion, with the org's external-id field."""
-    fields = f"Id, Status, IsClosed, CompletedDateTime, ActivityDate, {playbook.salesforce.task.external_id}"
-    return f"SELECT {fields} FROM Task WHERE Id IN {{values}}"
+    """The read-back Task query by ``Id IN``."""
+    return f"SELECT {', '.join(task_fields(playbook))} FROM Task WHERE Id IN {{values}}"
 
 
 def local_date(value, playbook: Playbook) -> dt.date | None:
@@ -116,25 +127,35 @@ def _with_calls(hook) -> int:
 def read_back(
     sf, ledger, playbook: Playbook, calendar: BusinessCalendar, today: dt.date, dry_run: bool = False
 ) -> dict:
-    """Read every open pipeline Case and not-completed step Task in bulk and record them in the ledger.
+    """Read the open pipeline Cases and not-completed step Tasks that changed since the last sweep (or were
+    never read) and record them in the ledger (``read_back_queries``: a few Composite calls).
 
-    Cases and Tasks missing from Salesforce (deleted) are quarantined once. Returns counts.
+    Cases and Tasks deleted in Salesforce are quarantined once. Returns counts.
     """
     start = _with_calls(sf)
     cases = [c for c in ledger.open_cases_and_steps() if c["sf_case_id"]]
     steps = [s for c in cases for s in c["steps"] if s["sf_task_id"] and s["status"] != "completed"]
-    case_ids = [c["sf_case_id"] for c in cases]
-    task_ids = [s["sf_task_id"] for s in steps]
-    case_recs = {r["Id"]: r for r in sf.query_in_chunks(case_soql(playbook), case_ids)} if case_ids else {}
-    task_recs = {r["Id"]: r for r in sf.query_in_chunks(task_soql(playbook), task_ids)} if task_ids else {}
+    read = read_tracked(
+        sf,
+        ledger,
+        case_fields=case_fields(playbook),
+        task_fields=task_fields(playbook),
+        case_external_id=playbook.salesforce.case.external_id,
+        task_external_id=playbook.salesforce.task.external_id,
+        cases=cases,
+        steps=steps,
+        today=today,
+    )
+    case_recs, task_recs = read.cases, read.tasks
 
     case_updates, contacts, missing = [], {}, []
     rules = playbook.sla.dissatisfied_when
     names = playbook.salesforce.case
     for case in cases:
         rec = case_recs.get(case["sf_case_id"])
-        if rec is None:
+        if case["sf_case_id"] in read.gone:
             missing.append(("case_missing", case["case_key"], case["sf_case_id"]))
+        if rec is None:  # unchanged since the last sweep, or gone
             continue
         closed = bool(rec.get("IsClosed"))
         case_updates.append(
@@ -165,8 +186,9 @@ def read_back(
     step_updates, completed = [], 0
     for step in steps:
         rec = task_recs.get(step["sf_task_id"])
-        if rec is None:
+        if step["sf_task_id"] in read.gone:
             missing.append(("task_missing", step["step_key"], step["sf_task_id"]))
+        if rec is None:
             continue
         done = bool(rec.get("IsClosed"))
         completed += done
@@ -200,6 +222,8 @@ def read_back(
                 f"{kind.replace('_', ' ')} in Salesforce (deleted?)",
                 {"key": key},
             )
+        save_marks(ledger, read)
+    out["full_read"], out["statements"] = read.full, read.statements
     out["api_calls"] = _with_calls(sf) - start
     log.info("read_back %s: %s", today, out)
     return out
