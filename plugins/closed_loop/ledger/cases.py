@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from sqlalchemy import func, literal, select, update
+from sqlalchemy import func, select
 
 from .core import LedgerCore, as_dict
 from .models import Case, CaseStep
-from .types import UTCDateTime, utcnow
-from .upsert import insert_if_absent
+from .types import utcnow
+from .upsert import insert_if_absent, update_rows
 
 _C = Case.__table__
 _S = CaseStep.__table__
@@ -49,16 +49,12 @@ class CasesMixin(LedgerCore):
     def mark_steps_created(self, mapping: Mapping[str, str], created_at=None) -> int:
         """Record Task ids ``{step_key: sf_task_id}`` (planned -> created). Returns rows changed."""
         now = created_at or utcnow()
-        n = 0
+        rows = [
+            {"step_key": k, "sf_task_id": v, "status": "created", "created_at": now}
+            for k, v in mapping.items()
+        ]
         with self.session() as s:
-            for step_key, task_id in mapping.items():
-                stmt = (
-                    update(_S)
-                    .where(_S.c.step_key == step_key, _S.c.sf_task_id.is_(None))
-                    .values(sf_task_id=task_id, status="created", created_at=now)
-                )
-                n += s.execute(stmt).rowcount
-        return n
+            return update_rows(s, _S, "step_key", rows, where=lambda t: t.c.sf_task_id.is_(None))
 
     def cases_needing_salesforce(self) -> list[dict]:
         """Cases without a Salesforce id, or with steps lacking a Task id; each has ``pending_steps``."""
@@ -118,30 +114,22 @@ class CasesMixin(LedgerCore):
     def record_step_status(self, updates: Iterable[Mapping]) -> int:
         """Apply read-back step fields ``{step_key, sf_status?, status?, completed_at?, due_date?,
         owner_username?}``. A completed step keeps its first completion time. Returns rows changed."""
-        n = 0
+        first_wins = {"completed_at": lambda p: func.coalesce(_S.c.completed_at, p)}
+        rows = [dict(u) for u in updates]
+        for row in rows:
+            _check({k: v for k, v in row.items() if k != "step_key"}, STEP_FIELDS)
+        completing = [r for r in rows if r.get("completed_at") is not None]
+        others = [r for r in rows if r.get("completed_at") is None]  # an explicit None clears it
         with self.session() as s:
-            for upd in updates:
-                values = dict(upd)
-                key = values.pop("step_key")
-                _check(values, STEP_FIELDS)
-                if values.get("completed_at") is not None:  # the first completion time wins
-                    values["completed_at"] = func.coalesce(
-                        _S.c.completed_at, literal(values["completed_at"], UTCDateTime())
-                    )
-                if values:
-                    n += s.execute(update(_S).where(_S.c.step_key == key).values(**values)).rowcount
-        return n
+            n = update_rows(s, _S, "step_key", completing, expressions=first_wins)
+            return n + update_rows(s, _S, "step_key", others)
 
     def _apply(self, table, key_col: str, allowed: set[str], updates: Iterable[Mapping]) -> int:
-        n = 0
+        rows = [dict(u) for u in updates]
+        for row in rows:
+            _check({k: v for k, v in row.items() if k != key_col}, allowed)
         with self.session() as s:
-            for upd in updates:
-                values = dict(upd)
-                key = values.pop(key_col)
-                _check(values, allowed)
-                if values:
-                    n += s.execute(update(table).where(table.c[key_col] == key).values(**values)).rowcount
-        return n
+            return update_rows(s, table, key_col, rows)
 
 
 def _check(values: Mapping, allowed: set[str]) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import URL, Engine, create_engine, event, select, text
+from sqlalchemy import URL, Engine, create_engine, event, make_url, select, text
 from sqlalchemy.orm import Session
 
 from .models import Watermark
@@ -42,6 +42,9 @@ class LedgerCore:
     # -- construction -------------------------------------------------------------------------
     @classmethod
     def from_url(cls, url: str | URL, **engine_kw):
+        if make_url(url).get_backend_name() == "postgresql" and make_url(url).get_driver_name() == "psycopg2":
+            # executemany UPDATEs in pages (psycopg2 execute_batch), INSERTs as multi-row VALUES
+            engine_kw.setdefault("executemany_mode", "values_plus_batch")
         engine = create_engine(url, **engine_kw)
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 
 from .core import LedgerCore, as_dict
 from .models import Answer, Response, Trigger
 from .types import utcnow
-from .upsert import clean_rows, upsert
+from .upsert import clean_rows, update_rows, upsert
 
 SCORE_COLUMNS = ("negative", "severity", "topics")
 
@@ -29,13 +29,17 @@ class ResponsesMixin(LedgerCore):
         ``{response_id: [rows]}`` replace that response's rows wholesale; then the watermark advances.
         If anything fails, nothing (data or watermark) is kept. Returns the number of responses.
         """
-        responses = list(responses)
         now = utcnow()
+        scored = {
+            rid: {k: sc.get(k) for k in SCORE_COLUMNS} | {"scored_at": now}
+            for rid, sc in (scores or {}).items()
+        }
+        responses = [{**r, **scored.get(r.get("response_id"), {})} for r in responses]  # scores folded in
+        recorded = {r.get("response_id") for r in responses}
         with self.session() as s:
             upsert(s, Response, responses, ["response_id"])
-            for response_id, score in (scores or {}).items():
-                values = {k: score.get(k) for k in SCORE_COLUMNS} | {"scored_at": now}
-                s.execute(update(Response).where(Response.response_id == response_id).values(**values))
+            rescored = [{"response_id": rid, **v} for rid, v in scored.items() if rid not in recorded]
+            update_rows(s, Response.__table__, "response_id", rescored)
             self._replace_children(s, Answer, answers)
             self._replace_children(s, Trigger, triggers)
             if watermark_name is not None:

@@ -1,11 +1,13 @@
-"""Dialect-specific INSERT ... ON CONFLICT for SQLite and PostgreSQL, keyed on a natural key."""
+"""Batched writes for SQLite and PostgreSQL: INSERT ... ON CONFLICT keyed on a natural key, multi-row
+inserts that return the new keys, and keyed updates (one statement per batch of same-shaped rows)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import groupby
+from typing import Any
 
-from sqlalchemy import ColumnElement
+from sqlalchemy import ColumnElement, Table, bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -68,12 +70,49 @@ def upsert(
 
 
 def insert_if_absent(session: Session, model, rows: Iterable[Mapping], key: Sequence[str]) -> list[tuple]:
-    """Insert rows whose key is new; returns the keys actually inserted (others were already there)."""
+    """Insert rows whose key is new; returns the keys actually inserted (others were already there).
+    One multi-row ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` per chunk of same-shaped rows."""
     rows = clean_rows(model, rows)
     inserted: list[tuple] = []
     key_cols = [model.__table__.c[k] for k in key]
-    for _, group in _by_shape(rows):
-        stmt = _insert(session, model).on_conflict_do_nothing(index_elements=list(key)).returning(*key_cols)
-        for row in group:  # one statement per row: RETURNING with executemany is not portable for conflicts
-            inserted.extend(tuple(r) for r in session.execute(stmt, row))
+    for keys, group in _by_shape(rows):
+        size = max(1, min(500, _MAX_PARAMS // max(1, len(keys))))
+        for start in range(0, len(group), size):
+            chunk = group[start : start + size]
+            stmt = _insert(session, model).values(chunk)
+            stmt = stmt.on_conflict_do_nothing(index_elements=list(key)).returning(*key_cols)
+            inserted.extend(tuple(r) for r in session.execute(stmt))
     return inserted
+
+
+_MAX_PARAMS = 30_000  # SQLite allows 32,766 host parameters per statement (since 3.32); PostgreSQL 65,535
+
+
+def update_rows(
+    session: Session,
+    table: Table,
+    key_col: str,
+    rows: Iterable[Mapping],
+    *,
+    where: Callable[[Table], ColumnElement[bool]] | None = None,
+    expressions: Mapping[str, Callable[[Any], Any]] | None = None,
+) -> int:
+    """Update existing rows by ``key_col``: one executemany UPDATE per shape (the columns each row sets).
+    ``where(table)`` adds a condition; ``expressions[col](param)`` wraps a column's new value (e.g. keep
+    the first completion time). Returns the rows matched."""
+    n = 0
+    for keys, group in _by_shape([dict(r) for r in rows]):
+        cols = [c for c in keys if c != key_col]
+        if not cols:
+            continue
+        values = {}
+        for c in cols:
+            param = bindparam(f"b_{c}", type_=table.c[c].type)
+            values[c] = (expressions or {}).get(c, lambda p: p)(param) if expressions else param
+        stmt = update(table).where(table.c[key_col] == bindparam("b__key", type_=table.c[key_col].type))
+        if where is not None:
+            stmt = stmt.where(where(table))
+        params = [{"b__key": r[key_col], **{f"b_{c}": r[c] for c in cols}} for r in group]
+        result = session.execute(stmt.values(values), params)
+        n += result.rowcount if result.rowcount >= 0 else len(params)
+    return n
