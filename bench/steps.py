@@ -141,10 +141,21 @@ def _step(cfg, step, sf, sm, ledger, playbook, cal, today, run_id):  # noqa: C90
         from closed_loop.pipeline import intake
 
         out = intake.open_cases(sf, ledger, playbook, cal, today)
-    elif step == "sweep_read_back":
+    elif step in ("sweep_read_back", "sweep_read_back_next"):
         from closed_loop.pipeline import sweep
 
         out = sweep.read_back(sf, ledger, playbook, cal, today)
+    elif step == "escalations":
+        from closed_loop.hooks.mail import ClosedLoopSmtpHook
+        from closed_loop.pipeline import sweep
+
+        out = sweep.progress_and_escalate(
+            sf, ClosedLoopSmtpHook(), ledger, playbook, cal, today, run_id=run_id
+        )
+    elif step == "recovery_pulses":
+        from closed_loop.pipeline import sweep
+
+        out = sweep.send_recovery_pulses(sm, ledger, playbook, today, run_id=run_id)
     elif step == "naive_sm":
         out = _naive_sm(sm, ledger, playbook, cfg["n"])
     elif step == "naive_sf":

@@ -82,7 +82,8 @@ def handle(
         headers = {**req.headers, **{k.lower(): str(v) for k, v in (sub.get("httpHeaders") or {}).items()}}
         payload = json.dumps(sub["body"]).encode() if sub.get("body") is not None else b""
         inner = Request(str(sub["method"]).upper(), path, params, headers, payload, req.base_url)
-        _, reply = dispatch(state, inner, version)
+        template, reply = dispatch(state, inner, version)
+        _count_subrequest(state, template)
         results.append(
             {"body": reply.body, "httpHeaders": {}, "httpStatusCode": reply.status, "referenceId": ref}
         )
@@ -96,3 +97,12 @@ def handle(
         refs = [ref for _, ref, _, _ in parsed]
         results = [by_ref[ref] if ref in failed else {**halted, "referenceId": ref} for ref in refs]
     return Reply(200, {"compositeResponse": results})
+
+
+def _count_subrequest(state: SandboxState, template: str) -> None:
+    """Counters: ``sf.subrequests`` by endpoint (the call itself is counted once, as ``POST composite``)."""
+    from sandbox.admin import empty_counters
+
+    counters = state.data.setdefault("counters", empty_counters())["sf"]
+    subs = counters.setdefault("subrequests", {})
+    subs[template] = subs.get(template, 0) + 1

@@ -425,6 +425,9 @@ class Recovery(_Model):
     )
     score_question: NonEmpty = "How likely are you to recommend us to a colleague?"
     score_at_or_below: int | None = 6  # a pulse recommend score at or below this is negative too
+    # intake polls the pulse survey only while a pulse sent within this many days is unanswered (each
+    # poll is a SurveyMonkey call every intake run); later answers are picked up with the next pulse
+    answer_window_days: int = Field(14, ge=1, le=90)
 
 
 class Report(_Model):

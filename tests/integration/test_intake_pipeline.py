@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -495,3 +495,32 @@ def test_an_item_that_is_not_a_json_object_is_quarantined_not_dropped(surveyed_s
     reasons = list(quarantine["reason"])
     assert any("is not a JSON object (list)" in r for r in reasons), reasons
     assert len(surveyed_stack.ledger.read_frame("responses")) > 0  # the rest of the batch went on
+
+
+def test_pulse_survey_is_polled_only_within_the_answer_window(surveyed_stack):
+    """An unanswered pulse costs one SurveyMonkey page per intake run (96 a day at every 15 minutes) only
+    for ``recovery.answer_window_days`` after it was sent, never for ever."""
+    from sqlalchemy import update
+
+    from closed_loop.ledger.models import SurveySend
+
+    stack = surveyed_stack
+    first, _, _, _ = run_intake(stack)
+    case = stack.ledger.get_case(first.case_keys[0])
+    contact = sandbox_state(stack)["sf"]["Contact"][case["contact_id"]]
+    send_invites(stack, title=PULSE_TITLE, kind="recovery", contacts=[contact],
+                 key=lambda c: f"recovery:{case['case_key']}")  # fmt: skip
+    sent_at = datetime.combine(TODAY, datetime.min.time(), UTC)
+    with stack.ledger.session() as s:
+        s.execute(update(SurveySend).where(SurveySend.kind == "recovery").values(sent_at=sent_at))
+    window = PB.recovery.answer_window_days
+
+    def pages(day) -> int:
+        stack.sandbox.admin("POST", "counters/reset")
+        run_intake(stack, today=day)
+        endpoints = stack.sandbox.admin("GET", "counters")["sm"]["endpoints"]
+        return sum(n for k, n in endpoints.items() if k.endswith("/responses/bulk"))
+
+    run_intake(stack)  # the pulse survey's id is looked up once (cached)
+    assert pages(TODAY + timedelta(days=window - 1)) == 2  # main + the pulse inside the window
+    assert pages(TODAY + timedelta(days=window + 1)) == 1  # main only: the pulse's window is over

@@ -86,17 +86,26 @@ def sync_go_lives(
 ) -> dict:
     """Upsert changed/in-horizon Accounts and flagged Contacts into the ledger; advance both watermarks
     with the data they cover. Returns counts (no PII)."""
+    from simple_salesforce import format_soql
+
     first, last = sync_horizon(playbook, today)
     out = {}
-    for name, model, soql, watermark, to_row in (
+    objects = (
         ("accounts", Account, account_soql, ACCOUNT_WATERMARK, lambda r: _account_row(r, playbook)),
         ("contacts", Contact, contact_soql, CONTACT_WATERMARK, lambda r: _contact_row(r, playbook)),
-    ):
+    )
+    statements, marks = [], []
+    for _, _, soql, watermark, _ in objects:
         since = to_utc(ledger.get_watermark(watermark))
         params = {"first": first, "last": last}
         if since is not None:
             params["since"] = since - dt.timedelta(minutes=overlap_minutes)
-        records = list(sf.query(soql(playbook, since is not None), **params))
+        statements.append(format_soql(soql(playbook, since is not None), **params))
+        marks.append(since)
+    # both queries in one Composite call (up to 5 query operations per call, next pages too)
+    for (name, model, _, watermark, to_row), since, records in zip(
+        objects, marks, sf.query_many(statements), strict=True
+    ):
         rows = [to_row(r) for r in records]
         stamps = [row["system_modstamp"] for row in rows if row["system_modstamp"]]
         newest = max([*stamps, since] if since else stamps, default=None)

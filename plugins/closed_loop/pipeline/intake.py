@@ -213,11 +213,12 @@ def _changed(ledger, raws: list[dict]) -> list[dict]:
             or seen[str(r.get("id"))] != _parse_ts(r.get("date_modified"))]  # fmt: skip
 
 
-def _recovery_outstanding(ledger) -> bool:
-    """Whether any recovery pulse was sent and not answered yet (else the pulse survey is not polled)."""
+def _recovery_outstanding(ledger, since: datetime) -> bool:
+    """Whether a recovery pulse sent since ``since`` (the answer window) is still unanswered; else the
+    pulse survey is not polled (bounded: one unanswered pulse never makes the poll permanent)."""
     answered = exists().where(Response.send_key == SurveySend.send_key)
     stmt = select(SurveySend.send_key).where(
-        SurveySend.kind == "recovery", SurveySend.status == "sent", ~answered
+        SurveySend.kind == "recovery", SurveySend.status == "sent", SurveySend.sent_at >= since, ~answered
     )
     with ledger.session() as s:
         return s.execute(stmt.limit(1)).first() is not None
@@ -349,7 +350,7 @@ def ingest_responses(
 
     SurveyMonkey calls: ``ceil(n/100)`` response pages per polled survey (one when nothing is new), one
     details call per survey that returned responses, one title lookup per survey ever (cached). The pulse
-    survey is polled only while a recovery pulse is outstanding.
+    survey is polled only while a recovery pulse sent within ``recovery.answer_window_days`` is unanswered.
     """
     from closed_loop.domain.scoring import score_responses  # pandas: imported when a batch runs
 
@@ -366,7 +367,8 @@ def ingest_responses(
         main_id = resolve_survey_id(sm_hook, ledger, playbook.surveys.main, dry_run, refresh=True)
         main_raw, main_mark = _fetch(sm_hook, ledger, main_id, overlap)
     pulse_id, pulse_raw, pulse_mark = None, [], None
-    if _recovery_outstanding(ledger):
+    window_start = datetime.combine(today - timedelta(days=playbook.recovery.answer_window_days), time(), UTC)
+    if _recovery_outstanding(ledger, window_start):
         pulse_id = resolve_survey_id(sm_hook, ledger, playbook.surveys.recovery_pulse, dry_run)
         if pulse_id:
             pulse_raw, pulse_mark = _fetch(sm_hook, ledger, pulse_id, overlap)
