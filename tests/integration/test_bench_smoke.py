@@ -12,7 +12,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 # A guard against a hung subprocess, never a speed limit: a loaded machine may be 10x slower than idle.
 HANG_GUARD_SECONDS = 1800
-STEPS = {"baseline", "sync", "invites", "reminders", "intake", "open_cases", "sweep_read_back"}
+STEPS = {"baseline", "sync", "invites", "reminders", "intake", "open_cases", "sweep_read_back",
+         "sweep_read_back_next", "escalations", "recovery_pulses"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,11 @@ def test_results_have_every_section(results):
         "dag_parse",
         "sm_budget_projection",
         "runtime_seconds",
+        "targets",
     } <= set(results)
+    keys = {"scoring.ratio_to_json_parse", "dag_parse.ratio_to_empty_operator_dag",
+            "intake.peak_rss_above_baseline_mb", "steps.ratio_to_documented_min.max"}  # fmt: skip
+    assert keys <= set(results["targets"])
     (scale,) = results["scales"].values()
     assert set(scale["steps"]) == STEPS
     assert {"sm_responses", "sf_tasks", "full_volume"} <= set(scale["naive"])
@@ -52,6 +57,9 @@ def test_measured_calls_are_never_below_the_theoretical_minimum(results):
             assert figures["measured"] >= figures["min"], (step, system, figures)
     assert scale["steps"]["intake"]["out"]["fetched"] >= scale["world"]["responses"]
     assert scale["steps"]["intake"]["vs_min"]["sm"]["variable_min"] >= 2  # 150 responses: >= 2 pages
+    for step in ("escalations", "sweep_read_back_next"):  # the simulated LPs left work to escalate and read
+        assert scale["steps"][step]["vs_min"]["sf"]["measured"] >= 1, step
+    assert scale["steps"]["escalations"]["out"]["breaches"] > 0
 
 
 def test_naive_baseline_makes_one_call_per_record(results):
