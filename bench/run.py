@@ -89,8 +89,10 @@ def minimum(step: str, out: dict, calls: dict | None = None) -> dict:
     if step == "open_cases":  # User query; Cases before the Tasks that reference them
         cases = out.get("cases_created", 0) + out.get("cases_updated", 0)
         tasks = out.get("tasks_created", 0) + out.get("tasks_updated", 0) + out.get("alerts_sent", 0)
-        # User + the batch's Accounts re-read: independent queries, one Composite call
-        return {"sf": (1 if cases or tasks else 0, _c(cases, WRITE_CALL) + _c(tasks, WRITE_CALL))}
+        # the batch's Accounts re-read, then the User query for the owners it names (a data dependency
+        # Composite cannot bind: reference notation takes one value, not a list)
+        fixed = (1 if cases or tasks else 0) + (1 if cases else 0)
+        return {"sf": (fixed, _c(cases, WRITE_CALL) + _c(tasks, WRITE_CALL))}
     if step in ("sweep_read_back", "sweep_read_back_next"):  # Case + Task queries in one Composite batch
         return {"sf": (0, _query_calls(out.get("cases_read", 0), out.get("tasks_read", 0)))}
     if step == "escalations":  # User query, then the activated-step and escalation Tasks
