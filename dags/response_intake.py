@@ -37,8 +37,9 @@ webhooks change nothing.
    are quarantined with a reason and the batch goes on. Emits `closed_loop_responses`
    (through the alias `closed_loop_responses_ingested`) when it ingested something.
 2. **open_cases** (pool `salesforce_api`): one SOQL for the owners' User ids, Case upserts then Task
-   upserts by their external ids (playbook `salesforce.case/task.external_id`; sObject Collections, 200 per
-   call), marked in the ledger; one Task to the data-quality owner per quarantined item (`dq:<key>`).
+   upserts by their external ids (playbook `salesforce.case/task.external_id`; sObject Collections of
+   200, 5 per Composite call), marked in the ledger; one Task to the data-quality owner per quarantined
+   item (`dq:<key>`).
    Per-record failures are quarantined and retried on the next run.
 
 **Idempotent and crash-safe**: natural keys and external-id upserts; a crash between Salesforce and the

@@ -20,8 +20,9 @@ DOC = """
 
 The run's logical date is "today" for every decision.
 
-1. **read_back** (pool `salesforce_api`): bulk SOQL (`Id IN` chunks) on every open pipeline Case and
-   not-yet-completed step Task; completions, status, closure, documentation fields recorded in the ledger.
+1. **read_back** (pool `salesforce_api`): the open pipeline Cases and not-yet-completed step Tasks changed
+   since the last sweep (queryAll on `SystemModstamp`, deletions included) or never read (`Id IN`), in
+   Composite calls of 5 queries; completions, status, closure, documentation fields recorded in the ledger.
 2. **progress_and_escalate** (pool `salesforce_api`): creates steps activated by a completion (the follow-up,
    due 15 business days after the acknowledgement); a step past its due date and not completed by it gets
    ONE escalation (Task for the playbook's escalation owner + LP notice + ledger event); a customer still

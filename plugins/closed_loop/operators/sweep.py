@@ -79,8 +79,9 @@ class _SweepOperator(ClosedLoopBaseOperator):
 
 
 class SweepReadBackOperator(_SweepOperator):
-    """Read every open pipeline Case and step Task back from Salesforce (bulk ``Id IN`` SOQL) into the
-    ledger: completions with timestamps, status, closure, documentation, dissatisfaction."""
+    """Read the open pipeline Cases and step Tasks changed since the last sweep back from Salesforce
+    (queryAll by ``SystemModstamp``, Composite) into the ledger: completions with timestamps, status,
+    closure, documentation, dissatisfaction, deletions."""
 
     def run_step(self, ledger, playbook, calendar, today, context) -> dict:
         from closed_loop.pipeline.sweep import read_back
