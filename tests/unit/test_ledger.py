@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import threading
 from decimal import Decimal
 from types import SimpleNamespace
@@ -473,3 +474,50 @@ def test_frames_filter_by_period(ledger):
     ledger.record_case_status([{"case_key": "R-1", "status": "closed", "closed_at": "2025-03-30T00:00:00Z"}])
     assert ledger.frames(*q2)["cases"].empty
     assert len(ledger.frames()["responses"]) == 2
+
+
+def _statements(ledger):
+    """Count the statements the ledger sends (an executemany is one statement with many parameter sets)."""
+    from sqlalchemy import event
+
+    seen = []
+
+    def before(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE")):
+            seen.append(statement.split()[0].upper())
+
+    event.listen(ledger.engine, "before_cursor_execute", before)
+    return seen, lambda: event.remove(ledger.engine, "before_cursor_execute", before)
+
+
+def test_batched_writes_are_one_statement_per_batch_with_the_same_contents(ledger):
+    n = 600
+    for i in range(n):
+        ledger.upsert_case(case(f"R-{i:04d}"))  # setup, one by one
+    seen, stop = _statements(ledger)
+    try:
+        keys = ledger.upsert_case_steps(s for i in range(n) for s in steps(f"R-{i:04d}"))
+        inserts = len(seen)
+        changed = ledger.mark_steps_created({f"R-{i:04d}:acknowledge": f"00T{i:015d}" for i in range(n)})
+        first = dt.datetime(2025, 3, 19, 15, tzinfo=UTC)
+        done = [{"step_key": f"R-{i:04d}:acknowledge", "status": "completed", "completed_at": first}
+                for i in range(0, n, 2)]  # fmt: skip
+        completed = ledger.record_step_status(done)
+        statuses = ledger.record_case_status(
+            {"case_key": f"R-{i:04d}", "sf_status": "Working"} for i in range(n)
+        )
+    finally:
+        stop()
+    assert len(keys) == 2 * n and inserts <= math.ceil(2 * n / 500)  # multi-row INSERT ... RETURNING
+    assert (changed, completed, statuses) == (n, n // 2, n)
+    assert len(seen) - inserts == 3  # one UPDATE per batch (same-shaped rows), not one per row
+    rows = {s["step_key"]: s for c in ledger.open_cases_and_steps() for s in c["steps"]}
+    assert (
+        rows["R-0000:acknowledge"]["status"] == "completed"
+        and rows["R-0001:acknowledge"]["status"] == "created"
+    )
+    assert (
+        rows["R-0002:acknowledge"]["completed_at"] == first and rows["R-0003:follow_up"]["sf_task_id"] is None
+    )
+    assert ledger.mark_steps_created({"R-0000:acknowledge": "00T9"}) == 0  # a recorded Task id is kept
+    assert {c["sf_status"] for c in ledger.open_cases_and_steps()} == {"Working"}

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import groupby
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, bindparam, update
+from sqlalchemy import ColumnElement, Table, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -113,6 +113,17 @@ def update_rows(
         if where is not None:
             stmt = stmt.where(where(table))
         params = [{"b__key": r[key_col], **{f"b_{c}": r[c] for c in cols}} for r in group]
-        result = session.execute(stmt.values(values), params)
-        n += result.rowcount if result.rowcount >= 0 else len(params)
+        if not session.get_bind().dialect.supports_sane_multi_rowcount:  # psycopg2 execute_batch pages
+            n += _matching(session, table, key_col, [r[key_col] for r in group], where)
+            session.execute(stmt.values(values), params)
+        else:
+            n += session.execute(stmt.values(values), params).rowcount
     return n
+
+
+def _matching(session: Session, table: Table, key_col: str, keys: list, where) -> int:
+    """How many rows an update by these keys will match (counted before it, in the same transaction)."""
+    cond = table.c[key_col].in_(list(dict.fromkeys(keys)))
+    if where is not None:
+        cond = cond & where(table)
+    return session.scalar(select(func.count()).select_from(table).where(cond)) or 0
