@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "plugins"), str(REPO)]
 
-from bench import micro, report  # noqa: E402
+from bench import events, micro, report  # noqa: E402
 from bench.world import Scale, build_world, seed_ledger  # noqa: E402
 
 SCALES = {
@@ -312,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         results["targets"] = report.targets(results)
         results["findings"] = report.findings(results)
         args.render.write_text(json.dumps(results, indent=2, default=str) + "\n")
-        args.doc.write_text(report.markdown(results))
+        args.doc.write_text(report.markdown(results) + events.markdown(results))
         return 0
     started = time.perf_counter()
     results: dict = {"environment": environment(), "quick": args.quick, "scales": {}}
@@ -332,6 +332,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.quick:
             print("SurveyMonkey budget demo", flush=True)
             results["sm_budget"] = budget_demo(root)
+            print("event-driven intake (bench/events.py)", flush=True)
+            results["event_intake"] = events.measure(root / "events")
+            results["event_intake_projection"] = events.projection(results["event_intake"])
     results["sm_budget_projection"] = report.budget_projection(results)
     results["runtime_seconds"] = round(time.perf_counter() - started, 1)
     results["targets"] = report.targets(results)
@@ -339,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     _save(args.out, results)
     if args.doc:
         args.doc.parent.mkdir(parents=True, exist_ok=True)
-        args.doc.write_text(report.markdown(results))
+        args.doc.write_text(report.markdown(results) + events.markdown(results))
     print(f"wrote {args.out} and {args.doc} in {results['runtime_seconds']} s")
     return 0
 
