@@ -277,3 +277,68 @@ def test_a_negative_recovery_pulse_escalates_to_management_reopens_the_case_and_
     days = BusinessCalendar.from_playbook(PB).business_days_between
     metrics = compute_metrics(load_report_data(stack.ledger), quarter, days, report_settings(PB))
     assert metrics.recovery.escalated == len(negative) and metrics.recovery.pulse_responses == len(pulses)
+
+
+# --- item 6: a partial response with a negative answer, not completed within the grace period ---------
+
+
+@pytest.fixture
+def big_stack(tmp_path):
+    """Seed 7 with 150 accounts: enough respondents for both kinds of unfinished response."""
+    from devtools.stack import LocalStack
+
+    with LocalStack(tmp_path / "big", seed=7, accounts=150) as local:
+        yield local
+
+
+def test_an_abandoned_partial_negative_opens_its_case_and_a_later_completion_updates_it(big_stack):
+    from datetime import datetime, timedelta
+
+    from closed_loop.domain.calendar import BusinessCalendar
+    from closed_loop.domain.scoring import score_responses_naive
+    from closed_loop.hooks import ClosedLoopSalesforceHook, SurveyMonkeyHook
+    from closed_loop.pipeline.intake import ingest_responses, open_cases
+    from tests.integration.test_intake_pipeline import MAIN_TITLE, advance, send_invites, sync_ledger
+
+    stack = big_stack
+    grace = 6  # hours: a short grace (playbook value) so that completions after it happen in the sandbox
+    pb = PB.model_copy(update={"intake": PB.intake.model_copy(update={"partial_grace_hours": grace})})
+    cal = BusinessCalendar.from_playbook(pb)
+    sync_ledger(stack)
+    send_invites(stack)
+    survey = next(s for s in sandbox_state(stack)["sm"]["surveys"].values() if s["title"] == MAIN_TITLE)
+    details = {"id": survey["id"], "title": survey["title"], "pages": survey["pages"]}
+    abandoned_at: dict[str, datetime] = {}  # response id -> a run that saw it partial past the grace
+    for _ in range(14):
+        advance(stack, advance_hours=10)
+        state = sandbox_state(stack)
+        now = datetime.fromisoformat(state["clock"].replace("Z", "+00:00"))
+        for r in state["sm"]["responses"].values():
+            created = datetime.fromisoformat(r["date_modified"])
+            if r["survey_id"] == survey["id"] and r["response_status"] == "partial":
+                if created <= now - timedelta(hours=grace) and r["id"] not in abandoned_at:
+                    score = score_responses_naive(details, [r], pb).scores[0]
+                    if score.negative:
+                        abandoned_at[r["id"]] = now
+        with stack.connections():
+            sm, sf = SurveyMonkeyHook(), ClosedLoopSalesforceHook()
+            ingest_responses(sm, stack.ledger, pb, cal, now.date(), now=now)
+            open_cases(sf, stack.ledger, pb, cal, now.date())
+    state = sandbox_state(stack)
+    responses = state["sm"]["responses"]
+    cases = {}
+    for c in survey_cases(state):
+        assert c["Survey_Response_Id__c"] not in cases, "one Case per response, never a second"
+        cases[c["Survey_Response_Id__c"]] = c
+    assert abandoned_at, "seed 7 has negative partial responses left unfinished past the grace period"
+    completed_later = [rid for rid in abandoned_at if responses[rid]["response_status"] == "completed"]
+    still_partial = [rid for rid in abandoned_at if responses[rid]["response_status"] == "partial"]
+    assert completed_later and still_partial, "seed 7 has both: abandoned for good, and completed later"
+    note = f"left partial for more than {grace} hours"
+    for rid in still_partial:
+        assert note in cases[rid]["Description"], rid
+    for rid in completed_later:
+        assert note not in cases[rid]["Description"], "the same Case now shows the completed response"
+    partial_positive = [r for r in responses.values() if r["survey_id"] == survey["id"]
+                        and r["response_status"] == "partial" and r["id"] not in abandoned_at]  # fmt: skip
+    assert not any(r["id"] in cases for r in partial_positive), "no case without a negative answer"

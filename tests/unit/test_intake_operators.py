@@ -66,7 +66,8 @@ def test_operators_open_cases_emit_the_asset_once_and_record_usage(stack):
         opener = OpenCasesOperator(task_id="open_cases", dry_run=False)
         ctx = context()
         got = ingest.execute(ctx)
-        assert got["recorded"] > 0 and got["cases_planned"] > 0 and got["sm_calls"] == 3
+        # survey lookup + page + details + the (at most hourly) abandoned-partials poll
+        assert got["recorded"] > 0 and got["cases_planned"] > 0 and got["sm_calls"] == 4
         [(asset, extra)] = ctx["outlet_events"][RESPONSES_ALIAS].added
         assert asset == RESPONSES_ASSET and extra["recorded"] == got["recorded"]
         opened = opener.execute(ctx)

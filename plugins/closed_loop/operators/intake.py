@@ -22,6 +22,15 @@ class _IntakeOperator(ClosedLoopBaseOperator):
         playbook = self.load_playbook()
         return playbook, BusinessCalendar.from_playbook(playbook)
 
+    @staticmethod
+    def logical_time(context: Any):
+        """The run's logical time (abandoned-partial cutoffs): logical date, else interval end, else
+        run_after; None when the context has none."""
+        for key in ("logical_date", "data_interval_end"):
+            if context.get(key) is not None:
+                return context[key]
+        return getattr(context.get("dag_run"), "run_after", None)
+
     def _record_usage(self, ledger, context: Any, system: str, calls: int) -> None:
         if not self.is_dry_run:
             ledger.record_api_usage(f"{context['run_id']}:{self.task_id}", system, calls)
@@ -51,8 +60,9 @@ class IngestResponsesOperator(_IntakeOperator):
         ledger = self.open_ledger()
         try:
             summary = ingest_responses(
-                sm, ledger, playbook, calendar, self.logical_day(context), dry_run=self.is_dry_run
-            )
+                sm, ledger, playbook, calendar, self.logical_day(context), dry_run=self.is_dry_run,
+                now=self.logical_time(context),
+            )  # fmt: skip
             self._record_usage(ledger, context, "surveymonkey", sm.calls_made)
         finally:
             ledger.dispose()

@@ -32,7 +32,7 @@ from closed_loop.domain.recovery import pulse_dissatisfaction
 from closed_loop.domain.routing import AccountFacts, route
 from closed_loop.domain.scoring import Trigger
 from closed_loop.hooks.errors import SurveyMonkeyNotFound
-from closed_loop.ledger.models import Account, Case, CaseStep, Contact, Response, SurveySend
+from closed_loop.ledger.models import Account, Case, CaseStep, Contact, Response, SurveySend, Watermark
 from closed_loop.ledger.types import to_utc, utcnow
 from closed_loop.ledger.upsert import insert_if_absent
 from closed_loop.pipeline.lead import ROLES_CHECKED, decide_leads, read_accounts
@@ -62,6 +62,19 @@ def watermark_name(survey_id: str) -> str:
     return f"intake:responses:{survey_id}"
 
 
+def partial_watermark_name(survey_id: str) -> str:
+    return f"intake:abandoned_partials:{survey_id}"
+
+
+CASE_UPDATE_PREFIX = "intake:case_update:"  # + case key: "pending" until the Case is updated
+PARTIAL_POLL_EVERY = timedelta(hours=1)  # abandoned partials are looked for at most hourly (1 SM call)
+PARTIAL_FIRST_LOOKBACK = timedelta(days=7)
+PARTIAL_NOTE = (
+    "This response was not completed: it carries a negative answer and was left partial for more than "
+    "{hours} hours, so it is followed up as it stands (SOP: any question that receives a negative answer)."
+)
+
+
 # --- results ------------------------------------------------------------------------------------------
 
 
@@ -75,6 +88,8 @@ class IngestSummary:
     positives: int = 0
     negatives: int = 0
     replanned: int = 0  # negatives recorded by an earlier run that crashed before planning
+    abandoned_partials: int = 0  # partial negatives past intake.partial_grace_hours: a Case each
+    completed_later: int = 0  # ... completed afterwards: the same Case is updated
     unknown_respondents: int = 0
     answer_problems: int = 0
     quarantined: int = 0
@@ -100,6 +115,7 @@ class OpenSummary:
     owner_fallbacks: int = 0
     rerouted: int = 0  # Cases whose lead changed with the accounts/users as Salesforce has them now
     recovery_escalations: int = 0  # negative recovery pulses escalated (SOP 6)
+    cases_completed: int = 0  # Cases opened from a partial, updated with the completed response
     sf_calls: int = 0
     case_keys: list[str] = field(default_factory=list)
 
@@ -343,14 +359,45 @@ def _flag_reason(flag: str, playbook) -> str:
     }.get(flag, flag)
 
 
+def _fetch_abandoned(sm_hook, ledger, survey_id: str, now: datetime, grace_hours: int):
+    """Partial responses last changed in (previous cutoff, now - grace]: left unfinished past the grace
+    period. At most one poll per ``PARTIAL_POLL_EVERY``; returns (responses not in the ledger yet, new
+    watermark or None)."""
+    cutoff = now - timedelta(hours=grace_hours)
+    previous = _parse_ts(ledger.get_watermark(partial_watermark_name(survey_id)))
+    if previous is not None and cutoff - previous < PARTIAL_POLL_EVERY:
+        return [], None
+    start = previous or cutoff - PARTIAL_FIRST_LOOKBACK
+    raws = [_storable(r) for r in sm_hook.iter_responses(survey_id=survey_id, start_modified_at=start,
+            end_modified_at=cutoff, status="partial", per_page=100) if isinstance(r, dict)]  # fmt: skip
+    with ledger.session() as s:
+        seen = set(s.scalars(select(Response.response_id).where(
+            Response.response_id.in_([str(r.get("id")) for r in raws]))))  # fmt: skip
+    return [r for r in raws if str(r.get("id")) not in seen], cutoff.isoformat()
+
+
+def _partial_cases(ledger, keys: Iterable[str]) -> dict[str, dict]:
+    """Plans of the given cases that were opened from an abandoned partial response."""
+    keys = list(keys)
+    if not keys:
+        return {}
+    with ledger.session() as s:
+        rows = s.execute(select(Case.case_key, Case.plan).where(Case.case_key.in_(keys))).all()
+    return {k: p for k, p in rows if isinstance(p, dict) and p.get("from_partial")}
+
+
 def ingest_responses(
-    sm_hook, ledger, playbook, calendar, today: date, dry_run: bool = False
+    sm_hook, ledger, playbook, calendar, today: date, dry_run: bool = False, now: datetime | None = None
 ) -> IngestSummary:
     """Pull, score and record new/changed responses; plan a case for every new negative main response.
 
     SurveyMonkey calls: ``ceil(n/100)`` response pages per polled survey (one when nothing is new), one
     details call per survey that returned responses, one title lookup per survey ever (cached). The pulse
     survey is polled only while a recovery pulse sent within ``recovery.answer_window_days`` is unanswered.
+
+    ``now`` (the run's logical time; None skips it) enables the abandoned-partial check: a partial
+    response with a negative answer not completed within ``intake.partial_grace_hours`` opens its Case
+    (one SM call, at most hourly); if it is completed later, that same Case is updated.
     """
     from closed_loop.domain.scoring import score_responses  # pandas: imported when a batch runs
 
@@ -366,6 +413,14 @@ def ingest_responses(
     except SurveyMonkeyNotFound:  # the cached id went stale (survey replaced): look it up again once
         main_id = resolve_survey_id(sm_hook, ledger, playbook.surveys.main, dry_run, refresh=True)
         main_raw, main_mark = _fetch(sm_hook, ledger, main_id, overlap)
+    abandoned_raw, partial_mark = [], None
+    if now is not None:
+        abandoned_raw, partial_mark = _fetch_abandoned(
+            sm_hook, ledger, main_id, now, playbook.intake.partial_grace_hours
+        )
+    abandoned = {str(r.get("id")) for r in abandoned_raw}
+    main_raw = [r for r in main_raw if not isinstance(r, dict) or str(r.get("id")) not in abandoned]
+    main_raw += abandoned_raw
     pulse_id, pulse_raw, pulse_mark = None, [], None
     window_start = datetime.combine(today - timedelta(days=playbook.recovery.answer_window_days), time(), UTC)
     if _recovery_outstanding(ledger, window_start):
@@ -401,6 +456,8 @@ def ingest_responses(
 
     responses, scores, answers, triggers = [], {}, {}, {}
     plans: list[CasePlan] = []
+    updates: list[tuple[str, CasePlan]] = []  # cases opened from a partial, now completed
+    partial_keys: set[str] = set()
     if main_raw:
         details = sm_hook.survey_details(main_id)
         at_risk = {a: bool(row.get("at_risk")) for a, row in accounts.items()}
@@ -412,9 +469,12 @@ def ingest_responses(
         result = score_responses(details, main_raw, playbook, at_risk, respondent_account)
         answers |= _answers_by_response(result.answers)
         existing = _existing_cases(ledger, [s.response_id for s in result.negatives()])
+        from_partial = _partial_cases(ledger, existing)
         raw_of = {str(r["id"]): r for r in main_raw}
         for score in result.scores:
             rid, raw, send = score.response_id, raw_of[score.response_id], send_of[score.response_id]
+            if rid in abandoned and not score.negative:
+                continue  # not final and nothing to follow up: recorded when completed
             responses.append(_response_row(raw, send, False, None))
             scores[rid] = {"negative": score.negative, "severity": score.severity,
                            "topics": list(score.topics)}  # fmt: skip
@@ -429,7 +489,10 @@ def ingest_responses(
                     + "; ".join(score.problems),
                     {"response_id": rid, "problems": list(score.problems)},
                 ))  # fmt: skip
-            if not score.negative or rid in existing or not send or not send.get("account_id"):
+            completed_now = rid in from_partial and raw.get("response_status") == "completed"
+            if not score.negative or (rid in existing and not completed_now):
+                continue
+            if not send or not send.get("account_id"):
                 continue
             account, contact, unsynced = _facts(send, accounts, contacts)
             routing = route(account, score.topics, playbook)
@@ -447,7 +510,17 @@ def ingest_responses(
                 ))  # fmt: skip
             received = _local_day(raw, tz, today)
             url = _response_url(raw, main_id)
-            plans.append(plan_case(score, account, contact, routing, playbook, calendar, received, url))
+            plan = plan_case(score, account, contact, routing, playbook, calendar, received, url)
+            if completed_now:  # the same Case, now with every answer
+                summary.completed_later += 1
+                updates.append((rid, plan))
+                continue
+            if rid in abandoned:
+                summary.abandoned_partials += 1
+                note = PARTIAL_NOTE.format(hours=playbook.intake.partial_grace_hours)
+                plan = dataclasses.replace(plan, description=f"{note}\n\n{plan.description}")
+                partial_keys.add(rid)
+            plans.append(plan)
     if pulse_raw:
         result = score_responses(sm_hook.survey_details(pulse_id), pulse_raw, playbook)
         answers |= _answers_by_response(result.answers)
@@ -488,7 +561,10 @@ def ingest_responses(
                 watermark_name=watermark_name(survey_id) if mark else None,
                 watermark_value=mark,
             )
-    _store_plans(ledger, plans, playbook)
+    _store_plans(ledger, plans, playbook, partial_keys)
+    _store_completions(ledger, updates, playbook)
+    if partial_mark:
+        ledger.set_watermark(partial_watermark_name(main_id), partial_mark)
     log.info("intake: %s; cases planned %s", summary.as_xcom(), summary.case_keys)
     return summary
 
@@ -508,19 +584,66 @@ def _with_ids(raws: list[dict], survey_id: str) -> tuple[list[dict], list[_Probl
     return good, bad
 
 
-def _store_plans(ledger, plans: list[CasePlan], playbook) -> None:
+def _store_completions(ledger, updates: list[tuple[str, CasePlan]], playbook) -> None:
+    """A Case opened from an abandoned partial whose response is now complete: the stored Case fields
+    take the full response's subject, description and priority and are marked for a Salesforce update
+    (open_cases), never a second Case."""
+    for rid, plan in updates:
+        stored = ledger.get_case(rid)
+        if not stored or not stored.get("plan"):
+            continue
+        fields = plan.case_fields(playbook)
+        new = dict(stored["plan"])
+        new["case"] = {**new["case"], **{k: fields[k] for k in ("Subject", "Description", "Priority")}}
+        new |= {"from_partial": False, "case_update_pending": True}
+        ledger.record_case_status([{"case_key": rid, "plan": new, "priority": plan.priority,
+                                    "severity": plan.severity}])  # fmt: skip
+        ledger.set_watermark(CASE_UPDATE_PREFIX + rid, "pending")
+
+
+def update_completed_partials(sf_hook, ledger, playbook, dry_run: bool = False) -> int:
+    """Write the stored fields of Cases whose partial response was completed later to the same Salesforce
+    Case (upsert by external id: Subject, Description, Priority; status and owner stay as the LP left
+    them). Returns how many were updated."""
+    with ledger.session() as s:
+        keys = [n.removeprefix(CASE_UPDATE_PREFIX) for n, v in s.execute(
+            select(Watermark.name, Watermark.value).where(Watermark.name.startswith(CASE_UPDATE_PREFIX)))
+            if v == "pending"]  # fmt: skip
+    rows = []
+    ext = playbook.salesforce.case.external_id
+    for key in keys:
+        case = ledger.get_case(key)
+        if case and case.get("sf_case_id") and case.get("plan"):
+            fields = case["plan"]["case"]
+            rows.append({ext: key, **{k: fields[k] for k in ("Subject", "Description", "Priority")}})
+    if dry_run or not rows:
+        return len(rows)
+    done = 0
+    for res in upsert_cases(sf_hook, rows, ext):
+        if res.ok:
+            ledger.set_watermark(CASE_UPDATE_PREFIX + res.key, "done")
+            done += 1
+    log.info("open_cases: %d case(s) updated with their completed response", done)
+    return done
+
+
+def _store_plans(ledger, plans: list[CasePlan], playbook, partial_keys: Iterable[str] = ()) -> None:
     """Cases (status planned, with their plan) and their step rows, in one transaction."""
     if not plans:
         return
     cases, steps = [], []
+    partial_keys = set(partial_keys)
     for plan in plans:
         r = plan.routing
+        stored = plan_to_json(plan, playbook)
+        if plan.response_id in partial_keys:
+            stored["from_partial"] = True
         cases.append({
             "case_key": plan.response_id, "account_id": plan.account_id, "contact_id": plan.contact_id,
             "account_name": plan.context.account_name,
             "lp_role": r.lp_role, "lp_username": r.lp_username, "tier": r.tier, "channel": r.channel,
             "severity": plan.severity, "priority": plan.priority, "topics": list(plan.context.topics),
-            "status": "planned", "plan": plan_to_json(plan, playbook), "created_at": utcnow(),
+            "status": "planned", "plan": stored, "created_at": utcnow(),
         })  # fmt: skip
         steps += [
             {"step_key": s.key, "case_key": plan.response_id, "step": s.step, "owner_username":
@@ -636,6 +759,7 @@ def open_cases(sf_hook, ledger, playbook, calendar, today: date, dry_run: bool =
     summary.recovery_escalations = escalate_dissatisfied_pulses(
         sf_hook, ledger, playbook, calendar, today, dry_run
     )
+    summary.cases_completed = update_completed_partials(sf_hook, ledger, playbook, dry_run)
     if not pending and not alerts:
         summary.sf_calls = sf_hook.calls_made - calls_before
         return summary
