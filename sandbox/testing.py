@@ -56,10 +56,11 @@ class SandboxInfo:
             session=self.session(),
         )
 
-    def admin(self, method: str, path: str, json: Any = None) -> Any:  # noqa: A002 - mirrors requests
-        """Call /_sandbox/<path>; returns the decoded JSON body (raises on HTTP errors)."""
+    def admin(self, method: str, path: str, json: Any = None, timeout: float = 60) -> Any:  # noqa: A002
+        """Call /_sandbox/<path>; returns the decoded JSON body (raises on HTTP errors). ``timeout`` is a
+        hang guard (a clock move runs the simulation: minutes at benchmark volume on a loaded machine)."""
         response = self.session().request(
-            method, f"{self.admin_url}/{path.lstrip('/')}", json=json, timeout=60
+            method, f"{self.admin_url}/{path.lstrip('/')}", json=json, timeout=timeout
         )
         response.raise_for_status()
         return response.json()
