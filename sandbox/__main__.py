@@ -11,7 +11,7 @@ from pathlib import Path
 
 import trustme
 
-from sandbox import seed, sf_schema, webhooks
+from sandbox import oauth, seed, sf_schema, webhooks
 from sandbox.server import SandboxServer
 from sandbox.state import SandboxState
 from sandbox.testing import SandboxInfo
@@ -84,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         sf_schema.rename_fields(state.data["config"]["field_names"])
         sf_schema.rename_in_records(state.data["sf"])
     state.data["config"].update(overrides)
+    jwt_key_file = path.with_name(path.stem + ".jwt-key.pem")
+    app = oauth.ensure_app(state, jwt_key_file)
     state.save()
     ca_file, server_pem = _certificates(path)
     server = SandboxServer(args.host, args.port, state, str(server_pem), args.save_interval)
@@ -98,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
         "admin_url": base + "/_sandbox",
         "pid": os.getpid(),
         **webhooks.info(state),
+        "sf_consumer_key": app["consumer_key"],
+        "sf_consumer_secret": app["consumer_secret"],
+        "sf_jwt_key_file": str(jwt_key_file),
+        "sf_username": oauth.RUN_AS,
     }
     info["airflow_conn_env"] = SandboxInfo(**info).airflow_conn_env()
     print(json.dumps(info), flush=True)

@@ -6,7 +6,7 @@ import json
 from datetime import timedelta
 from typing import Any
 
-from sandbox import simulation, surveymonkey, webhooks
+from sandbox import org, simulation, surveymonkey, webhooks
 from sandbox.reply import Reply, Request
 from sandbox.state import SandboxState, iso, parse_ts
 
@@ -134,12 +134,19 @@ def handle(state: SandboxState, req: Request) -> Reply:
         ("GET", "plans"): lambda: Reply(200, data["sim"]["plans"]),
         ("GET", "config"): lambda: Reply(200, data["config"]),
         ("POST", "config"): lambda: _config(state, req),
+        ("GET", "org"): lambda: org.handle(state, "GET", {}),
+        ("POST", "org"): lambda: _org(state, req),
     }
     if path.startswith("records/") and req.method == "GET":
         sobject = path.split("/", 1)[1]
         return Reply(200, list(data["sf"].get(sobject, {}).values()))
     route = routes.get((req.method, path))
     return route() if route else Reply(404, {"error": f"no admin endpoint {req.method} /_sandbox/{path}"})
+
+
+def _org(state: SandboxState, req: Request) -> Reply:
+    body, bad = _json(req)
+    return bad or org.handle(state, "POST", body)
 
 
 def _reset_limits(state: SandboxState) -> Reply:

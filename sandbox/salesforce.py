@@ -8,7 +8,7 @@ import re
 from datetime import date, timedelta
 from typing import Any
 
-from sandbox import records, sf_composite, simulation, soql
+from sandbox import oauth, org, records, rules, sf_composite, simulation, soql
 from sandbox.reply import Reply, Request
 from sandbox.sf_schema import SCHEMA, Field, field_of, sobject_name
 from sandbox.state import PREFIX_TYPE, SandboxState, parse_ts
@@ -60,7 +60,7 @@ def authorize(state: SandboxState, req: Request) -> Reply | None:
     token = auth.split(" ", 1)[1].strip() if " " in auth else ""
     faults = state.data["faults"]
     expired = faults.get("sf_expire_session")
-    if token != state.data["tokens"]["sf"] or expired:
+    if not oauth.valid_token(state, token) or expired:
         if isinstance(expired, int) and not isinstance(expired, bool) and expired > 0:
             faults["sf_expire_session"] = expired - 1 or None
         return error(401, "INVALID_SESSION_ID", "Session expired or invalid")
@@ -209,6 +209,9 @@ def _insert(state: SandboxState, sobject: str, body: dict) -> tuple[dict | None,
     clean, errors = validate(state, sobject, body, insert=True)
     if errors:
         return None, errors
+    owner = rules.assignment_owner(state, sobject, state.request_headers)
+    if owner:
+        clean["OwnerId"] = owner
     record = records.create(state, sobject, clean)
     simulation.observe(state, sobject, record)
     return record, []
@@ -217,6 +220,9 @@ def _insert(state: SandboxState, sobject: str, body: dict) -> tuple[dict | None,
 def _update(state: SandboxState, sobject: str, record: dict, body: dict) -> list[dict]:
     clean, errors = validate(state, sobject, body, insert=False, current=record)
     if not errors:
+        owner = rules.assignment_owner(state, sobject, state.request_headers)
+        if owner:
+            clean["OwnerId"] = owner
         records.update(state, sobject, record, clean)
     return errors
 
@@ -333,6 +339,7 @@ def handle(state: SandboxState, req: Request, version: str) -> tuple[str, Reply]
     """Dispatch one request below /services/data/vXX.X; returns (endpoint template, reply)."""
     parts = [p for p in req.path.split("/") if p]
     method = req.method
+    state.request_headers = req.headers  # write paths read Sforce-Auto-Assign from here
     if not parts:
         return "GET /", Reply(
             200,
@@ -455,7 +462,7 @@ def _sobjects(state: SandboxState, req: Request, version: str, parts: list[str])
                 return template, _first_error(errors)
             return template, Reply(201, {"id": record["Id"], "success": True, "errors": []})
     if len(parts) == 2 and parts[1] == "describe" and method == "GET":
-        return template, Reply(200, describe(sobject, version))
+        return template, Reply(200, org.apply_describe_overrides(state, sobject, describe(sobject, version)))
     if len(parts) == 2:
         return template, _one_record(state, req, version, sobject, parts[1])
     if len(parts) == 3:

@@ -8,7 +8,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
-from sandbox import admin, salesforce, surveymonkey, webhooks
+from sandbox import admin, oauth, rules, salesforce, surveymonkey, webhooks
 from sandbox.reply import Reply, Request
 from sandbox.state import SandboxState
 
@@ -77,6 +77,9 @@ def route(state: SandboxState, req: Request, client_ip: str) -> Reply:
                 req.method, req.path[len("/_sandbox") :], req.params, req.headers, req.body, req.base_url
             ),
         )
+    if req.path == "/services/oauth2/token":
+        admin.count(state, "sf", f"{req.method} oauth2/token")
+        return oauth.token(state, req)
     if req.path.startswith(_SF_PREFIX):
         rest = req.path[len(_SF_PREFIX) :].strip("/")
         version, _, below = rest.partition("/")
@@ -119,6 +122,7 @@ def route(state: SandboxState, req: Request, client_ip: str) -> Reply:
         admin.count(state, "sm", template)
         if sub.headers.get("authorization"):
             reply.headers.update(surveymonkey.rate_headers(state))
+            reply.headers.update(rules.scope_headers(state))
         return reply
     return Reply(404, {"error": "not found"})
 

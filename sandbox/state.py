@@ -58,6 +58,7 @@ class SandboxState:
         self.cursors: dict[str, dict[str, Any]] = {}  # SOQL paging cursors live in memory only
         self.indexes: dict[tuple[str, str], dict[str, Any]] = {}  # records.find_by lookups, in memory only
         self.cache: dict[str, Any] = {}  # derived views (e.g. sorted response lists), in memory only
+        self.request_headers: dict[str, str] | None = None  # the API request being served (lock held)
         self.dirty = False  # GETs change counters: saved by the server's idle loop, not per request
 
     # clock -----------------------------------------------------------------

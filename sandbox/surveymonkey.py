@@ -10,18 +10,20 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from sandbox import simulation
+from sandbox import rules, simulation
 from sandbox.reply import Reply, Request
 from sandbox.state import SandboxState, parse_ts, sm_datetime
 
 ERRORS = {
+    # ids, statuses and names as in the v3 docs' "Error Codes" table (includes/_overview.md)
     1000: (400, "Bad Request"),
-    1001: (400, "Invalid Request Headers"),
-    1002: (400, "Invalid URL Parameters"),
-    1003: (400, "Invalid Request Body"),
-    1004: (400, "Invalid Field Value"),
+    1001: (400, "Invalid Request Body"),  # not a proper JSON string
+    1002: (400, "Invalid Schema"),  # invalid schema in the body provided
+    1003: (400, "Invalid URL Parameters"),
+    1004: (400, "Invalid Request Headers"),
     1010: (401, "Authorization Required"),
     1011: (401, "Invalid Authorization Token"),
+    1012: (401, "Token Expired"),
     1013: (401, "Token Revoked"),
     1014: (403, "Permission Error"),
     1020: (404, "Resource Not Found"),
@@ -113,9 +115,9 @@ def _paginate(req: Request, items: list[Any], max_per_page: int, default: int = 
         page = int(req.params.get("page", 1))
         per_page = int(req.params.get("per_page", default))
     except ValueError:
-        return error(1002, "Invalid URL parameter: page and per_page must be integers.")
+        return error(1003, "Invalid URL parameter: page and per_page must be integers.")
     if page < 1 or per_page < 1 or per_page > max_per_page:
-        return error(1002, f"Invalid URL parameter: per_page must be between 1 and {max_per_page}.")
+        return error(1003, f"Invalid URL parameter: per_page must be between 1 and {max_per_page}.")
     total = len(items)
     last = max(1, -(-total // per_page))
 
@@ -150,9 +152,9 @@ def _body(req: Request) -> tuple[dict, Reply | None]:
     try:
         body = json.loads(req.body or b"{}")
     except (json.JSONDecodeError, UnicodeDecodeError):
-        return {}, error(1003, "The request body is not valid JSON.")
+        return {}, error(1001, "The request body is not valid JSON.")
     return (
-        (body, None) if isinstance(body, dict) else ({}, error(1003, "The request body must be an object."))
+        (body, None) if isinstance(body, dict) else ({}, error(1002, "The request body must be an object."))
     )
 
 
@@ -168,6 +170,11 @@ def handle(state: SandboxState, req: Request) -> tuple[str, Reply]:
     route = ROUTES.get(template)
     if route is None:
         return template, error(1020, f"Resource not found: {req.method} /v3/{req.path}")
+    needed = rules.missing_scope(state, template)
+    if needed:
+        return template, error(
+            1014, f"Permission has not been granted by the user to make this request ({needed} scope)."
+        )
     ids = [p for p in parts if p not in _LITERALS]
     return template, route(state, req, *ids)
 
@@ -228,7 +235,7 @@ def _create_collector(state: SandboxState, req: Request, survey_id: str) -> Repl
         return bad
     kind = body.get("type")
     if kind not in ("email", "weblink"):
-        return error(1004, "Invalid value for field 'type': must be 'email' or 'weblink'.")
+        return error(1002, "Invalid value for field 'type': must be 'email' or 'weblink'.")
     collector_id = state.new_sm_id("collector", 410000000)
     now = sm_datetime(state.now)
     collector = {
@@ -307,16 +314,26 @@ def _create_message(state: SandboxState, req: Request, collector_id: str) -> Rep
         return bad
     kind = body.get("type")
     if kind not in ("invite", "reminder", "thank_you"):
-        return error(1004, "Invalid value for field 'type': must be one of invite, reminder, thank_you.")
+        return error(1002, "Invalid value for field 'type': must be one of invite, reminder, thank_you.")
     status_filter = body.get("recipient_status")
     if status_filter is not None and status_filter not in simulation.STATUS_FILTER:
-        return error(1004, f"Invalid value for field 'recipient_status': {status_filter}.")
+        return error(1002, f"Invalid value for field 'recipient_status': {status_filter}.")
     if kind == "reminder" and not any(
         m["type"] == "invite" and m["status"] == "sent"
         for m in _sm(state)["messages"].values()
         if m["collector_id"] == collector_id
     ):
         return error(1026, "A reminder needs an invite message that has been sent on this collector.")
+    body_field = "body_html" if body.get("body_html") is not None else "body_text"
+    if body.get(body_field) is not None:
+        problems = rules.message_body_problems(str(body[body_field]), html=body_field == "body_html")
+        if problems:
+            return error(
+                1002,
+                f"Invalid {body_field}: {'; '.join(problems)}. Message must include [SurveyLink], "
+                "[OptOutLink], [PrivacyLink] and [FooterLink] and the opt-out and privacy links must be "
+                "clearly labeled.",
+            )
     message_id = state.new_sm_id("message", 420000000)
     message = {
         "id": message_id,
@@ -351,7 +368,7 @@ def _add_recipients(state: SandboxState, req: Request, collector_id: str, messag
     body, bad = _body(req)
     contacts = body.get("contacts")
     if bad or not isinstance(contacts, list):
-        return bad or error(1003, "Field 'contacts' is required and must be a list.")
+        return bad or error(1002, "Field 'contacts' is required and must be a list.")
     sm = _sm(state)
     result: dict[str, list] = {
         k: [] for k in ("succeeded", "invalids", "existing", "bounced", "opted_out", "duplicate")
@@ -444,7 +461,7 @@ def _send(state: SandboxState, req: Request, collector_id: str, message_id: str)
             f"Message {message_id} has status '{message['status']}'; only not_sent messages can be sent.",
         )
     if message["type"] == "invite" and not message["recipient_ids"]:
-        return error(1004, "The message has no recipients.")
+        return error(1002, "The message has no recipients.")
     body, bad = _body(req)
     if bad:
         return bad
@@ -453,7 +470,7 @@ def _send(state: SandboxState, req: Request, collector_id: str, message_id: str)
         try:
             when = parse_ts(scheduled)
         except ValueError:
-            return error(1004, "Invalid value for field 'scheduled_date'.")
+            return error(1002, "Invalid value for field 'scheduled_date'.")
         if when > state.now:
             message.update(status="scheduled", is_scheduled=True, scheduled_date=sm_datetime(when))
             return Reply(200, _message_view(req, message))
@@ -474,13 +491,13 @@ def _responses_bulk(state: SandboxState, req: Request, owner_id: str, by: str) -
             if params.get(k)
         }
     except ValueError:
-        return error(1002, "Invalid URL parameter: dates must be ISO 8601 (YYYY-MM-DDTHH:MM:SS).")
+        return error(1003, "Invalid URL parameter: dates must be ISO 8601 (YYYY-MM-DDTHH:MM:SS).")
     status = params.get("status")
     if status and status not in ("completed", "partial", "overquota", "disqualified"):
-        return error(1002, f"Invalid URL parameter: status {status}.")
+        return error(1003, f"Invalid URL parameter: status {status}.")
     sort_by = params.get("sort_by", "date_modified")
     if sort_by not in ("date_modified", "date_created", "id"):
-        return error(1002, f"Invalid URL parameter: sort_by {sort_by}.")
+        return error(1003, f"Invalid URL parameter: sort_by {sort_by}.")
     # Filtering and sorting every response on every page is O(n) per page (O(n^2) per listing at 100x):
     # cache the sorted list per query until a response is added or changes (the sim log grows then).
     responses = _sm(state)["responses"]

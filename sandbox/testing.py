@@ -17,6 +17,11 @@ import requests
 
 REPO = Path(__file__).resolve().parents[1]
 SF_VERSION = "61.0"
+# A message body SurveyMonkey accepts: every required merge tag, opt-out and privacy links labelled.
+VALID_MESSAGE_BODY = (
+    '<p><a href="[SurveyLink]">Take the survey</a></p><p><a href="[PrivacyLink]">Privacy</a> | '
+    '<a href="[OptOutLink]">Unsubscribe</a></p><p>[FooterLink]</p>'
+)
 
 
 @dataclass
@@ -31,6 +36,10 @@ class SandboxInfo:
     state_file: str = ""
     sm_client_id: str = ""  # the SurveyMonkey app's client id (Sm-Apikey) and secret: webhook signing
     sm_client_secret: str = ""
+    sf_consumer_key: str = ""  # the connected app for the OAuth flows (POST /services/oauth2/token)
+    sf_consumer_secret: str = ""
+    sf_jwt_key_file: str = ""  # private key whose certificate the connected app holds (JWT bearer)
+    sf_username: str = ""  # the integration user (JWT "sub"; the client-credentials "Run As" user)
 
     def session(self) -> requests.Session:
         """A requests session that trusts the sandbox CA. trust_env is off because requests lets
@@ -65,19 +74,30 @@ class SandboxInfo:
         response.raise_for_status()
         return response.json()
 
-    def airflow_conn_env(self) -> dict[str, str]:
-        """AIRFLOW_CONN_* variables (Airflow's JSON connection format) pointing at this sandbox."""
-        salesforce = {
-            "conn_type": "salesforce",
-            "host": self.sf_instance_url,
-            "password": None,
-            "extra": {
-                "instance_url": self.sf_instance_url,
-                "access_token": self.sf_access_token,
-                "ca_bundle": self.ca_file,
-                "version": SF_VERSION,
-            },
+    def salesforce_conn(self, auth: str = "direct") -> dict[str, Any]:
+        """The Salesforce connection (Airflow JSON format) for ``auth``: ``direct`` (a non-expiring access
+        token), ``jwt_bearer`` or ``client_credentials`` (OAuth 2.0 against the sandbox token endpoint)."""
+        base = {"ca_bundle": self.ca_file, "version": SF_VERSION}
+        if auth == "direct":
+            extra = {"instance_url": self.sf_instance_url, "access_token": self.sf_access_token, **base}
+            return {"conn_type": "salesforce", "host": self.sf_instance_url, "password": None, "extra": extra}
+        extra = {
+            "auth_flow": auth,
+            "login_url": self.sf_instance_url,
+            "consumer_key": self.sf_consumer_key,
+            **base,
         }
+        if auth == "jwt_bearer":
+            extra["private_key_file_path"] = self.sf_jwt_key_file
+            return {"conn_type": "salesforce", "login": self.sf_username, "extra": extra}
+        if auth == "client_credentials":
+            extra["consumer_secret"] = self.sf_consumer_secret
+            return {"conn_type": "salesforce", "extra": extra}
+        raise ValueError(f"unknown auth {auth!r}")
+
+    def airflow_conn_env(self, auth: str = "direct") -> dict[str, str]:
+        """AIRFLOW_CONN_* variables (Airflow's JSON connection format) pointing at this sandbox."""
+        salesforce = self.salesforce_conn(auth)
         surveymonkey = {
             "conn_type": "surveymonkey",
             "host": self.sm_base_url,

@@ -239,6 +239,7 @@ class Topics(_Model):
     default_topic: Topic
     by_heading: dict[NonEmpty, Topic]
     audience: dict[Topic, list[Name]]
+    left_to_default: list[NonEmpty] = Field(default_factory=list)  # questions deliberately unmapped
 
     @model_validator(mode="after")
     def _every_topic_has_audience(self) -> Topics:

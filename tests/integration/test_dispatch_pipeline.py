@@ -361,6 +361,22 @@ def test_the_same_person_on_two_accounts_with_the_same_go_live_is_surveyed_for_e
     assert len({r["collector_id"] for r in rows}) == 2, "a collector holds an address once"
 
 
+def test_invites_write_nothing_into_the_address_book_and_carry_the_documented_tags(env):
+    """Issue 13 items 1 and 3: bulk recipients with custom_fields overwrite (clear) the SurveyMonkey
+    contacts' custom fields; invites must carry the four merge tags SurveyMonkey requires."""
+    accounts = _make_due(env, START, count=2)
+    env.run_day(START, reminders=False)
+    sent = messages(env, "invite")
+    recipients = [r for m in sent for r in m["recipients"]]
+    assert recipients and all(r["custom_fields"] == {} for r in recipients)
+    for tag in ("[SurveyLink]", "[OptOutLink]", "[PrivacyLink]", "[FooterLink]"):
+        assert all(tag in m["body_html"] for m in sent)
+    # the ledger joins responses by the recipient ids SurveyMonkey returned
+    by_account = {s["account_id"]: s for a in accounts for s in sends(env, account_id=a["Id"])}
+    assert {s["recipient_id"] for s in by_account.values()} <= {r["id"] for r in recipients}
+    assert all(s["recipient_id"] for s in by_account.values())
+
+
 def test_open_follow_up_case_holds_the_survey_until_closed(env):
     [account] = _make_due(env, START)
     env.ledger.upsert_case({"case_key": "resp-1", "account_id": account["Id"], "status": "open"})

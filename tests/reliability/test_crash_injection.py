@@ -25,6 +25,8 @@ from reliability_helpers import (
     inject,
 )
 
+from sandbox.testing import VALID_MESSAGE_BODY
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 
@@ -170,7 +172,7 @@ def test_the_audit_sees_duplicates_and_disagreements(world):
     person = next(m for m in world.admin("GET", "messages") if m["status"] == "sent")["recipients"][0]
     survey = world.sm.find_survey(PB.surveys.main.title)
     collector = world.sm.get_or_create_email_collector(survey["id"], "rogue")
-    message = world.sm.create_message(collector["id"], "invite", "Again", "<p>[SurveyLink]</p>")
+    message = world.sm.create_message(collector["id"], "invite", "Again", VALID_MESSAGE_BODY)
     world.sm.add_recipients_bulk(collector["id"], message["id"], [{"email": person["email"]}])
     world.sm.send_message(collector["id"], message["id"])
     for _ in range(2):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from sandbox.seed import AGREE, MAIN_TITLE, MATRIX_ROWS, PULSE_TITLE
+from sandbox.testing import VALID_MESSAGE_BODY
 
 
 def error_of(response, status, error_id):
@@ -27,7 +28,7 @@ def invite(sandbox, sm, survey_id, emails, send=True):
     collector = sm.post(f"{base}/surveys/{survey_id}/collectors", json={"type": "email", "name": "c"}).json()
     message = sm.post(
         f"{base}/collectors/{collector['id']}/messages",
-        json={"type": "invite", "subject": "s", "body_html": "[SurveyLink]"},
+        json={"type": "invite", "subject": "s", "body_html": VALID_MESSAGE_BODY},
     ).json()
     added = sm.post(
         f"{base}/collectors/{collector['id']}/messages/{message['id']}/recipients/bulk",
@@ -156,7 +157,7 @@ def test_scheduled_send_and_reminders_to_non_responders(sandbox, sm, sf, main_su
 
 def test_responses_bulk_paging_filters_and_shapes(sandbox, sm, main_survey):
     base = sandbox.sm_base_url
-    error_of(sm.get(f"{base}/surveys/{main_survey}/responses/bulk", params={"per_page": 101}), 400, 1002)
+    error_of(sm.get(f"{base}/surveys/{main_survey}/responses/bulk", params={"per_page": 101}), 400, 1003)
     first = sm.get(
         f"{base}/surveys/{main_survey}/responses/bulk",
         params={"per_page": 5, "sort_by": "date_modified", "sort_order": "ASC"},

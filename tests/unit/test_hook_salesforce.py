@@ -98,12 +98,19 @@ def test_api_usage_limits_and_test_connection(hook, requests_mock):
     assert hook.api_usage() is None
     assert hook.limits() == limits
     assert hook.api_usage() == (18, 5000)
+    assert hook.calls_made == 1
+
+
+def test_test_connection_needs_no_setup_permission(hook, requests_mock):
+    """Issue 13 item 4: /limits needs "View Setup and Configuration"; describeGlobal needs API access."""
+    usage = {"Sforce-Limit-Info": "api-usage=18/5000"}
+    requests_mock.get(f"{API}/sobjects/", json={"sobjects": []}, headers=usage)
     assert hook.test_connection() == (True, "Connection successfully tested (API requests left today: 4982)")
-    assert hook.calls_made == 2
+    assert [r.path for r in requests_mock.request_history] == ["/services/data/v61.0/sobjects/"]
 
 
 def test_test_connection_failure_hides_the_token(hook, requests_mock):
-    requests_mock.get(f"{API}/limits/", **sf_error("INVALID_SESSION_ID", 401, f"Session {TOKEN} expired"))
+    requests_mock.get(f"{API}/sobjects/", **sf_error("INVALID_SESSION_ID", 401, f"Session {TOKEN} expired"))
     ok, message = hook.test_connection()
     assert not ok and "INVALID_SESSION_ID" in message and TOKEN not in message
 
@@ -416,3 +423,33 @@ def test_token_never_in_logs_or_exceptions(hook, requests_mock, caplog, capsys):
     assert "retrying in" in logs
     for text in (logs, str(first.value), str(second.value), repr(first.value.__cause__)):
         assert TOKEN not in text
+
+
+# -- assignment rules (issue 13 item 2) -------------------------------------------------------------
+def test_every_collection_write_sends_auto_assign_false(hook, requests_mock):
+    route = requests_mock.post(COMPOSITE, json=composite(all_ok))
+    hook.upsert_records("Task", "Closed_Loop_Key__c", [{"Closed_Loop_Key__c": "k"}])
+    hook.create_records("Task", [{"Subject": "s"}])
+    hook.update_records("Task", [{"Id": "00T1", "Subject": "s"}])
+    assert [r.headers.get("Sforce-Auto-Assign") for r in route.request_history] == ["FALSE"] * 3
+    subs = [s for r in route.request_history for s in r.json()["compositeRequest"]]
+    assert [s["httpHeaders"]["Sforce-Auto-Assign"] for s in subs] == ["FALSE"] * 3
+
+
+def test_a_case_the_org_re_owns_anyway_is_reported_failed(hook, requests_mock):
+    """A trigger or flow can still re-own a Case after the write: the hook reads OwnerId back."""
+    written = [{"id": "5001", "success": True, "created": True}, {"id": "5002", "success": True}]
+    owners = {"totalSize": 2, "done": True, "records": [{"Id": "5001", "OwnerId": "005DOI"},
+                                                        {"Id": "5002", "OwnerId": "005QUEUE"}]}  # fmt: skip
+
+    def per_sub(sub):
+        return (200, owners) if sub["method"] == "GET" else (200, written)
+
+    route = requests_mock.post(COMPOSITE, json=composite(per_sub))
+    rows = [{"Survey_Response_Id__c": f"r{i}", "OwnerId": "005DOI"} for i in (1, 2)]
+    first, second = hook.upsert_records("Case", "Survey_Response_Id__c", rows)
+    (read,) = route.last_request.json()["compositeRequest"]
+    assert read["method"] == "GET" and "OwnerId" in read["url"] and "5002" in read["url"]
+    assert first["success"] and not second["success"]
+    assert second["id"] == "5002" and second["errors"][0]["statusCode"] == "OWNER_REASSIGNED"
+    assert "005QUEUE" in second["errors"][0]["message"]

@@ -88,10 +88,12 @@ def test_ui_field_behaviour_labels_host_and_token():
     assert "login" in behaviour["hidden_fields"]
 
 
-def test_test_connection(hook, requests_mock):
-    requests_mock.get(f"{BASE}/users/me", json={"id": "1", "username": "ops"})
+def test_test_connection_uses_a_call_the_view_surveys_scope_allows(hook, requests_mock):
+    """Issue 13 item 4: /users/me needs View Users, which the project does not otherwise need."""
+    requests_mock.get(f"{BASE}/surveys", json={"data": [], "links": {}})
     assert hook.test_connection() == (True, "Connection successfully tested")
-    requests_mock.get(f"{BASE}/users/me", **sm_error(1011, 401, "Authorization Error", f"bad token {TOKEN}"))
+    assert [r.path for r in requests_mock.request_history] == ["/v3/surveys"]
+    requests_mock.get(f"{BASE}/surveys", **sm_error(1011, 401, "Authorization Error", f"bad token {TOKEN}"))
     ok, message = hook.test_connection()
     assert not ok and "1011" in message and TOKEN not in message
 
@@ -107,6 +109,31 @@ def test_paginate_follows_links_next(hook, requests_mock):
     first = requests_mock.request_history[0]
     assert first.qs["per_page"] == ["100"]
     assert [r.qs.get("page") for r in requests_mock.request_history] == [None, ["2"], ["3"]]
+
+
+def test_links_next_on_another_api_host_of_the_region_is_followed(hook, requests_mock):
+    """Issue 13 item 6: real US list pages link to api.surveymonkey.net as well as .com."""
+    page2 = "https://api.surveymonkey.net/v3/surveys?page=2&per_page=100"
+    requests_mock.get(f"{BASE}/surveys", json={"data": [{"id": "1"}], "links": {"next": page2}})
+    requests_mock.get(page2, json={"data": [{"id": "2"}], "links": {}})
+    assert [s["id"] for s in hook.paginate("/surveys")] == ["1", "2"]
+    assert requests_mock.request_history[1].headers["Authorization"] == f"bearer {TOKEN}"
+
+
+@pytest.mark.parametrize(
+    ("base", "link"),
+    [
+        (EU, "https://api.surveymonkey.net/v3/surveys?page=2"),  # a US host for an EU account
+        (EU, "https://api.surveymonkey.com/v3/surveys?page=2"),
+        (BASE, "http://api.surveymonkey.com/v3/surveys?page=2"),  # downgraded scheme
+        (BASE, "https://api.surveymonkey.com.evil.example/v3/surveys?page=2"),
+    ],
+)
+def test_links_next_off_the_region_is_refused(monkeypatch, requests_mock, base, link):
+    set_conn(monkeypatch, host=base)
+    requests_mock.get(f"{base}/surveys", json={"data": [], "links": {"next": link}})
+    with pytest.raises(ValueError, match="another origin"):
+        list(SurveyMonkeyHook().paginate("/surveys"))
 
 
 def test_links_next_to_another_origin_is_refused(hook, requests_mock):

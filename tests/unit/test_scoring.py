@@ -94,12 +94,39 @@ def test_low_score_bands(value, expected):
         assert t.rule.startswith(f"score {value} is at or below ") and t.rule.endswith("on the 0-10 scale")
 
 
-def test_non_numeric_score_choice_is_a_problem():
+def test_score_comes_from_the_choice_position_not_its_label():
+    """Issue 13 item 7: a labelled scale ("0 - Not at all likely") keeps its worst detractor scored."""
     details = survey_details()
-    details["pages"][1]["questions"][0]["answers"]["choices"][2]["text"] = "two"
-    s = score({RECOMMEND: "two"}, details=details)
+    choices = details["pages"][1]["questions"][0]["answers"]["choices"]
+    choices[0]["text"] = "0 - Not at all likely"
+    choices[10]["text"] = "10 - Extremely likely"
+    choices[2]["text"] = "two"
+    worst = score({RECOMMEND: "0 - Not at all likely"}, details=details)
+    # position 1 of an 11-point 0..10 scale is 0; the playbook's lowest band (at or below 3) is high
+    assert [(t.kind, t.answer, t.severity) for t in worst.triggers] == [("low_score", "0", "high")]
+    assert [(t.kind, t.answer) for t in score({RECOMMEND: "two"}, details=details).triggers] == [
+        ("low_score", "2")
+    ]
+    assert not score({RECOMMEND: "10 - Extremely likely"}, details=details).negative
+
+
+def test_choice_positions_order_the_scale_even_when_listed_out_of_order():
+    details = survey_details()
+    choices = details["pages"][1]["questions"][0]["answers"]["choices"]
+    choices.reverse()  # the API lists them 10..0 but positions still say 0 is first
+    assert score({RECOMMEND: "0"}, details=details).severity == "high"
+    assert not score({RECOMMEND: "9"}, details=details).negative
+
+
+def test_score_question_without_one_choice_per_point_is_a_problem():
+    details = survey_details()
+    details["pages"][1]["questions"][0]["answers"]["choices"].pop()  # 0..9: ten choices for 11 points
+    s = score({RECOMMEND: "2"}, details=details)
     assert not s.negative
-    assert s.problems == ("answer 'two' to the score question is not a whole number in 0..10",)
+    assert s.problems == (
+        "answer '2' to the score question has no place on the 0..10 scale "
+        "(the question needs exactly one choice per point, in position order)",
+    )
 
 
 @pytest.mark.parametrize(("value", "fires"), [("No", True), ("Partially", True), ("Yes", False)])

@@ -8,7 +8,6 @@ Unknown ids and malformed answers are reported as problems; the rest of the resp
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -177,7 +176,10 @@ def _rule_risk(answer: str) -> str:
     return f"the account is flagged at risk and answer '{answer}' is neutral or worse"
 
 
-_NOT_A_NUMBER = "answer {!r} to the score question is not a whole number in {}..{}"
+_NOT_A_NUMBER = (
+    "answer {!r} to the score question has no place on the {}..{} scale "
+    "(the question needs exactly one choice per point, in position order)"
+)
 
 
 # --- flattening the raw JSON (shared) -----------------------------------------------------------------
@@ -353,6 +355,9 @@ def _tables(index: SurveyIndex, rules: _Rules) -> tuple[pd.DataFrame, pd.DataFra
         [(q.question_id, cid, text, normalise(text)) for q in qs for cid, text in q.choices.items()],
         columns=["question_id", "choice_id", "choice_text", "choice_n"],
     ).astype("str")
+    choices["choice_score"] = pd.Series(
+        [_choice_score(q, cid, rules) for q in qs for cid in q.choices], dtype="float64"
+    )
     rows = pd.DataFrame(
         [
             (q.question_id, rid, text, rules.topics.get(normalise(text)))
@@ -412,15 +417,22 @@ def _frame(raw: _Raw, index: SurveyIndex, rules: _Rules) -> pd.DataFrame:
     return a
 
 
+def _choice_score(q: Any, choice_id: str, rules: _Rules) -> float:
+    """A choice's value on the low-score scale (NaN off that question or off the scale)."""
+    if rules.low_q is None or normalise(q.heading) != rules.low_q:
+        return np.nan
+    value = q.scale_value(choice_id, rules.low_min, rules.low_max)
+    return np.nan if value is None else float(value)
+
+
 def _score_column(a: pd.DataFrame, rules: _Rules) -> None:
     """Numeric value of answers to the low-score question; a non-numeric or off-scale one is a problem."""
     a["score"] = np.nan
     if rules.low_q is None:
         return
     on_low = a["problem"].isna() & (a["heading_n"] == rules.low_q) & a["choice_text"].notna()
-    text = a.loc[on_low, "choice_text"].str.strip()
-    numbers = pd.to_numeric(text.where(text.str.fullmatch(r"[+-]?\d+").fillna(False)), errors="coerce")
-    good = numbers.between(rules.low_min, rules.low_max)
+    numbers = a.loc[on_low, "choice_score"]
+    good = numbers.notna()
     a.loc[numbers.index[good], "score"] = numbers[good]
     bad = numbers.index[~good]
     a.loc[bad, "problem"] = [
@@ -578,9 +590,8 @@ def score_responses_naive(
         score = None
         on_low = rules.low_q is not None and q is not None and normalise(q.heading) == rules.low_q
         if problem is None and on_low and row["choice_text"] is not None:
-            text = row["choice_text"].strip()
-            score = int(text) if re.fullmatch(r"[+-]?\d+", text) else None
-            if score is None or not rules.low_min <= score <= rules.low_max:
+            score = q.scale_value(rec["choice_id"], rules.low_min, rules.low_max)
+            if score is None:
                 problem = row["problem"] = _NOT_A_NUMBER.format(
                     row["choice_text"], rules.low_min, rules.low_max
                 )

@@ -26,6 +26,16 @@ class Question:
     rows: Mapping[str, str] = field(default_factory=dict)
     other_id: str | None = None
     other_text: str | None = None
+    choice_positions: Mapping[str, int] = field(default_factory=dict)
+
+    def scale_value(self, choice_id: str | None, low: int, high: int) -> int | None:
+        """The value of a choice on a ``low..high`` rating scale from the question's structure (its
+        choices in ``position`` order, the first is ``low``), never from the label's text. None when the
+        choice is unknown or the question does not have exactly ``high - low + 1`` choices."""
+        ordered = sorted(self.choice_positions, key=lambda cid: (self.choice_positions[cid], cid))
+        if choice_id not in self.choice_positions or len(ordered) != high - low + 1:
+            return None
+        return low + ordered.index(choice_id)
 
 
 @dataclass(frozen=True)
@@ -68,6 +78,7 @@ def _question(raw: Any, where: str) -> Question:
     if not isinstance(answers, Mapping):
         raise SurveyDetailsError(f"{where}.answers: expected an object, got {answers!r}")
     choices = _texts(answers.get("choices", []), f"{where}.answers.choices")
+    positions = _positions(answers.get("choices", []))
     for c, col in enumerate(answers.get("cols", []) or []):  # matrix menu: choices live under cols
         choices.update(_texts((col or {}).get("choices", []), f"{where}.answers.cols[{c}].choices"))
     other = answers.get("other")
@@ -83,7 +94,19 @@ def _question(raw: Any, where: str) -> Question:
         rows=_texts(answers.get("rows", []), f"{where}.answers.rows"),
         other_id=str(other["id"]) if other else None,
         other_text=str(other.get("text", "")) if other else None,
+        choice_positions=positions,
     )
+
+
+def _positions(items: list) -> dict[str, int]:
+    """``{choice id: position}`` (documented ``answers.choices[].position``; list order when absent)."""
+    out = {}
+    for i, item in enumerate(items):
+        try:
+            out[str(item["id"])] = int(item.get("position") or i + 1)
+        except (TypeError, ValueError):
+            out[str(item["id"])] = i + 1
+    return out
 
 
 def parse_survey_details(details: Mapping[str, Any]) -> SurveyIndex:

@@ -35,9 +35,13 @@ from closed_loop.hooks.errors import (
     never_sent,
     require_https,
 )
+from closed_loop.hooks.salesforce_oauth import OAuthFlow
 from closed_loop.hooks.sf_composite import CompositeMixin
 
 DEFAULT_API_VERSION = "61.0"
+# Assignment Rule header (REST API Developer Guide, "Assignment Rule Header"): absent means TRUE, so the
+# org's active assignment rules re-own every Case (and Lead/Account) the API creates or updates.
+ASSIGNMENT_RULE_OBJECTS = frozenset({"Account", "Case", "Lead"})
 MAX_URL_CHARS = 16_000
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
@@ -74,6 +78,8 @@ class ClosedLoopSalesforceHook(CompositeMixin, SalesforceHook):
         self.sleep = time.sleep  # replaceable in tests
         self._usage: tuple[int, int] | None = None
         self._secrets: list[str] = []
+        self._reauth: Callable[[], str] | None = None  # a fresh access token (None: direct session)
+        self.auth_flow = "direct"
 
     # -- connection ---------------------------------------------------------------------------------
     @cached_property
@@ -93,19 +99,34 @@ class ClosedLoopSalesforceHook(CompositeMixin, SalesforceHook):
         self.timeout = float(self._get_field(extras, "timeout") or self.timeout)
         token = self.session_id or self._get_field(extras, "access_token")
         instance_url = self._get_field(extras, "instance_url")
+        version = str(self._get_field(extras, "version") or DEFAULT_API_VERSION)
+        flow = OAuthFlow.from_connection(connection.login, extras)
+        if flow is not None:  # OAuth 2.0 JWT bearer / client credentials against extra.login_url
+            token, instance_url = flow.fetch(session, self.timeout)
+            self._reauth = lambda: flow.fetch(session, self.timeout)[0]
+            self.auth_flow = flow.flow
         if token and instance_url:
             require_https(instance_url, "the Salesforce connection's extra instance_url")
             self._remember_secret(token)
-            sf = Salesforce(
-                session_id=token,
-                instance_url=instance_url,
-                version=str(self._get_field(extras, "version") or DEFAULT_API_VERSION),
-                session=session,
-            )
+            sf = Salesforce(session_id=token, instance_url=instance_url, version=version, session=session)
         else:
-            sf = SalesforceHook.conn.func(self)  # the provider's login flows
+            sf = SalesforceHook.conn.func(self)  # the provider's login flows (simple-salesforce)
+            login = sf._salesforce_login_partial
+            if login is not None:
+                # re-login here, not inside simple-salesforce: its retry drops per-call headers
+                # (Sforce-Auto-Assign) after refreshing the session
+                sf._salesforce_login_partial = None
+                self._reauth = lambda: login()[0]
+                self.auth_flow = getattr(sf, "auth_type", "login")
         self._remember_secret(getattr(sf, "session_id", None))
         return sf
+
+    def _reauthenticate(self) -> None:
+        sf = self.get_conn()
+        sf.session_id = self._reauth()
+        sf._generate_headers()
+        self._remember_secret(sf.session_id)
+        self.log.warning("Salesforce session expired or invalid; re-authenticated (%s)", self.auth_flow)
 
     def _remember_secret(self, secret: str | None) -> None:
         if secret and secret not in self._secrets:
@@ -128,20 +149,42 @@ class ClosedLoopSalesforceHook(CompositeMixin, SalesforceHook):
         """(used, max) from the latest ``Sforce-Limit-Info`` header, None before any response."""
         return self._usage
 
+    def describe(self, sobject: str) -> dict:
+        """``GET sobjects/{sobject}/describe/``: fields with type, length, externalId, unique, picklists."""
+        _check_name(sobject)
+        return self._call(
+            self.get_conn().restful, f"sobjects/{sobject}/describe/", idempotent=True, timeout=self.timeout
+        )
+
     def limits(self) -> dict:
         """``GET /limits`` (e.g. ``DailyApiRequests {Max, Remaining}``)."""
         return self._call(self.get_conn().restful, "limits/", idempotent=True, timeout=self.timeout)
 
     def test_connection(self) -> tuple[bool, str]:
-        """Read the org's limits; the message never contains a token."""
+        """Describe the org's objects (``GET sobjects/``: needs only API access, not "View Setup and
+        Configuration" as ``/limits`` does); the budget comes from ``Sforce-Limit-Info``. The message
+        never contains a token."""
         try:
-            daily = self.limits().get("DailyApiRequests") or {}
+            self._call(self.get_conn().restful, "sobjects/", idempotent=True, timeout=self.timeout)
         except Exception as exc:
             return False, self._redact(str(exc))
-        return True, f"Connection successfully tested (API requests left today: {daily.get('Remaining')})"
+        used, total = self._usage or (None, None)
+        left = total - used if used is not None else "unknown"
+        return True, f"Connection successfully tested (API requests left today: {left})"
 
     # -- calls with retries and typed errors --------------------------------------------------------
     def _call(self, fn: Callable[..., Any], *args: Any, idempotent: bool, **kwargs: Any) -> Any:
+        """``_call_once``; on ``INVALID_SESSION_ID`` re-authenticate once (OAuth or login flows) and
+        repeat the call: a 401 was refused before it ran, so even a create is safe to repeat."""
+        try:
+            return self._call_once(fn, *args, idempotent=idempotent, **kwargs)
+        except SalesforceSessionExpired:
+            if self._reauth is None:
+                raise
+            self._reauthenticate()
+            return self._call_once(fn, *args, idempotent=idempotent, **kwargs)
+
+    def _call_once(self, fn: Callable[..., Any], *args: Any, idempotent: bool, **kwargs: Any) -> Any:
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(lambda exc: _retryable(exc, idempotent)),
             stop=tenacity.stop_after_attempt(self.max_attempts),
@@ -254,6 +297,39 @@ class ClosedLoopSalesforceHook(CompositeMixin, SalesforceHook):
         _require_field(records, ext_id_field)
         path = f"composite/sobjects/{sobject}/{ext_id_field}"
         return self._collection("PATCH", path, sobject, records, all_or_none, True, headers)
+
+    def _verify_owners(self, sobject: str, batch: Sequence[dict], results: list[dict]) -> None:
+        """Read back ``OwnerId`` of the written records that set one (Composite queries: one call per
+        10,000); a record the org re-owned anyway (a trigger, a flow) becomes a failed result with
+        ``OWNER_REASSIGNED``."""
+        expected = {
+            res["id"]: rec["OwnerId"]
+            for rec, res in zip(batch, results, strict=True)
+            if res["success"] and res["id"] and rec.get("OwnerId")
+        }
+        if not expected:
+            return
+        soql = f"SELECT Id, OwnerId FROM {sobject} WHERE Id IN {{values}}"
+        actual = {row["Id"]: row.get("OwnerId") for row in self.query_ids(soql, list(expected))}
+        for res in results:
+            want = expected.get(res["id"])
+            if want and actual.get(res["id"]) != want:
+                res["success"] = False
+                res["errors"] = [
+                    {
+                        "statusCode": "OWNER_REASSIGNED",
+                        "message": f"the org re-owned the {sobject} after the write "
+                        f"(expected {want}, now {actual.get(res['id'])})",
+                        "fields": ["OwnerId"],
+                    }
+                ]
+
+
+def write_headers() -> dict[str, str]:
+    """Request headers for every REST write (sObject rows, Collections, Composite, Bulk API 2.0 jobs),
+    whatever the object: ``Sforce-Auto-Assign: FALSE`` keeps the owner the playbook routed instead of
+    letting the org's Case (Lead, Account) assignment rules re-own the record."""
+    return {"Sforce-Auto-Assign": "FALSE"}
 
 
 def _record_result(item: dict, created_default: bool) -> dict:

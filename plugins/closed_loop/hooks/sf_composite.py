@@ -32,15 +32,22 @@ class CompositeMixin:
         return urlsplit(self.get_conn().base_url).path.rstrip("/") + "/"
 
     def composite(
-        self, subrequests: Sequence[Mapping], *, idempotent: bool, all_or_none: bool = False
+        self,
+        subrequests: Sequence[Mapping],
+        *,
+        idempotent: bool,
+        all_or_none: bool = False,
+        headers: Mapping[str, str] | None = None,
     ) -> list[dict]:
-        """One ``POST composite``; returns the ``compositeResponse`` items in the order of ``subrequests``."""
+        """One ``POST composite``; returns the ``compositeResponse`` items in the order of ``subrequests``.
+        ``headers`` go on the composite request itself (e.g. ``write_headers()``)."""
         body = {"allOrNone": all_or_none, "compositeRequest": list(subrequests)}
         reply = self._call(
             self.get_conn().restful,
             "composite",
             method="POST",
             json=body,
+            headers=dict(headers or {}),
             idempotent=idempotent,
             timeout=self.timeout,
         )
@@ -64,9 +71,15 @@ class CompositeMixin:
         """Per-record results ``{id, success, created, errors[{statusCode, message, fields}]}`` in input
         order, 200 records per collection and 5 collections per composite call; a whole-call failure
         raises, with the finished calls' results in ``exc.completed``."""
-        from closed_loop.hooks.salesforce import _check_name, _record_result
+        from closed_loop.hooks.salesforce import (
+            ASSIGNMENT_RULE_OBJECTS,
+            _check_name,
+            _record_result,
+            write_headers,
+        )
 
         _check_name(sobject)
+        headers = {**write_headers(), **(headers or {})}  # Sforce-Auto-Assign: FALSE on every write
         records = list(records)
         url = self._api_path() + path
         chunks = [records[i : i + COLLECTION_SIZE] for i in range(0, len(records), COLLECTION_SIZE)]
@@ -83,16 +96,18 @@ class CompositeMixin:
                     ],
                 }
                 sub = {"method": method, "url": url, "referenceId": f"c{n}", "body": body}
-                if headers:
-                    sub["httpHeaders"] = dict(headers)
+                sub["httpHeaders"] = dict(headers)
                 subs.append(sub)
             try:
-                replies = self.composite(subs, idempotent=idempotent)
+                replies = self.composite(subs, idempotent=idempotent, headers=headers)
+                written = [r for b, item in zip(group, replies, strict=True)
+                           for r in _chunk_results(b, item, method == "POST", _record_result)]  # fmt: skip
+                if sobject in ASSIGNMENT_RULE_OBJECTS:
+                    self._verify_owners(sobject, [r for b in group for r in b], written)
             except SalesforceApiError as exc:
                 exc.completed = results
                 raise
-            for batch, item in zip(group, replies, strict=True):
-                results.extend(_chunk_results(batch, item, method == "POST", _record_result))
+            results.extend(written)
         return results
 
     # -- queries ----------------------------------------------------------------------------------

@@ -39,6 +39,22 @@ from closed_loop.hooks.errors import (
 )
 
 DEFAULT_BASE_URL = "https://api.surveymonkey.com/v3"
+# API hosts of one region: paging links (links.next) may name any of them. api.surveymonkey.net is not in
+# the v3 docs but appears in real list pages of US accounts; a host of another region is refused.
+_US_HOSTS = frozenset({"api.surveymonkey.com", "api.surveymonkey.net"})
+REGION_HOSTS = {
+    "api.surveymonkey.com": _US_HOSTS,
+    "api.surveymonkey.net": _US_HOSTS,
+    "api.eu.surveymonkey.com": frozenset({"api.eu.surveymonkey.com"}),
+    "api.surveymonkey.ca": frozenset({"api.surveymonkey.ca"}),
+}
+# Scopes the project's calls need (v3 docs, each endpoint's "Available Methods"); View Users is not one.
+REQUIRED_SCOPES = {
+    "surveys_read": "GET /surveys, /surveys/{id}/details",
+    "collectors_read": "GET collectors, messages, recipients",
+    "collectors_write": "POST collectors, messages, recipients/bulk, send",
+    "responses_read_detail": "GET responses/bulk",
+}
 RECIPIENT_LISTS = ("succeeded", "invalids", "existing", "bounced", "opted_out", "duplicate")
 _IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 _HEADER = "X-Ratelimit-App-Global-{}"
@@ -116,6 +132,7 @@ class SurveyMonkeyHook(BaseHook):
         self.surveymonkey_conn_id = surveymonkey_conn_id
         self.calls_made = 0
         self.rate = RateLimits()
+        self.granted_scopes: list[str] | None = None  # X-OAuth-Scopes-Granted of the latest response
         self.sleep = time.sleep  # replaceable in tests
 
     @classmethod
@@ -169,9 +186,10 @@ class SurveyMonkeyHook(BaseHook):
         return self.session
 
     def test_connection(self) -> tuple[bool, str]:
-        """Call ``GET /users/me``; never echoes the token."""
+        """Call ``GET /surveys?per_page=1`` (the View Surveys scope the project needs anyway, unlike
+        ``/users/me``, which needs View Users); never echoes the token."""
         try:
-            self.request("GET", "/users/me")
+            self.request("GET", "/surveys", params={"per_page": 1})
         except Exception as exc:
             return False, self._redact(str(exc))
         return True, "Connection successfully tested"
@@ -208,7 +226,7 @@ class SurveyMonkeyHook(BaseHook):
     def _url(self, path_or_url: str) -> str:
         if "://" not in path_or_url:
             return f"{self.base_url}/{path_or_url.lstrip('/')}"
-        if _origin(path_or_url) != _origin(self.base_url):
+        if not same_region(path_or_url, self.base_url):
             raise ValueError("Refusing to send the SurveyMonkey token to another origin")
         return path_or_url
 
@@ -218,6 +236,9 @@ class SurveyMonkeyHook(BaseHook):
         self.log.debug("SurveyMonkey %s %s", method, urlsplit(url).path)
         response = self.session.request(method, url, params=params, json=json, timeout=self.settings.timeout)
         self.rate.update(response.headers)
+        granted = response.headers.get("X-OAuth-Scopes-Granted")
+        if granted is not None:
+            self.granted_scopes = [s.strip() for s in granted.split(",") if s.strip()]
         if response.status_code >= 400:
             raise self._error(response)
         if response.status_code == 204 or not response.content:
@@ -443,6 +464,13 @@ def _sm_time(value: datetime | str) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%S")
 
 
-def _origin(url: str) -> tuple[str, str]:
-    parts = urlsplit(url)
-    return parts.scheme.lower(), parts.netloc.lower()
+def same_region(url: str, base_url: str) -> bool:
+    """Whether ``url`` is on the same scheme and port as ``base_url`` and on an API host of its region."""
+    got, base = urlsplit(url), urlsplit(base_url)
+    base_host = (base.hostname or "").lower()
+    hosts = REGION_HOSTS.get(base_host, frozenset({base_host}))
+    return (
+        got.scheme.lower() == base.scheme.lower()
+        and (got.hostname or "").lower() in hosts
+        and got.port == base.port
+    )

@@ -55,8 +55,11 @@ class ClosedLoopBaseOperator(BaseOperator):
 
     def load_playbook(self):
         from closed_loop.playbook import load_playbook
+        from closed_loop.survey_messages import validate_messages
 
-        return load_playbook(self.playbook_path or None)
+        playbook = load_playbook(self.playbook_path or None)
+        validate_messages(playbook)  # SurveyMonkey's required merge tags, before any run does work
+        return playbook
 
     def open_ledger(self):
         from closed_loop.ledger import Ledger

@@ -28,6 +28,7 @@ from closed_loop.ledger.models import Account, Case, Contact, SurveySend, Waterm
 from closed_loop.ledger.types import to_date, to_utc, utcnow
 from closed_loop.ledger.upsert import upsert
 from closed_loop.pipeline.surveys import carry_over_when_budget_exhausted, require_survey_id
+from closed_loop.survey_messages import render_message
 
 log = logging.getLogger(__name__)
 
@@ -429,13 +430,7 @@ def _send_batch(sm, ledger, survey_id, playbook, today, run_id, rows, contacts) 
 
 
 def _invite_text(playbook) -> tuple[str, str]:
-    company = playbook.company.name
-    subject = f"How did your implementation with {company} go?"
-    body = (
-        f"<p>Thank you for choosing {company}. Two weeks after go-live we would like to hear how the "
-        "implementation went: it takes about three minutes.</p><p>[SurveyLink]</p><p>[OptOutLink]</p>"
-    )
-    return subject, body
+    return render_message("invite", playbook)
 
 
 def record_recipients(ledger, mapping: Mapping[str, str]) -> None:
@@ -512,8 +507,7 @@ def _recipient(contact: Mapping, row: Mapping) -> dict:
         "email": contact["email"],
         "first_name": contact.get("first_name") or "",
         "last_name": contact.get("last_name") or "",
-        "custom_fields": {"1": row["send_key"]},
-    }
+    }  # no custom_fields: they overwrite the customer's address book; responses join by recipient id
 
 
 def _mark_outcomes(ledger, accepted, present, duplicates, collector_id, message_id, today) -> None:
@@ -674,9 +668,7 @@ def _withhold_reminder(ledger, collector_id: str, waiting: list[str], opted: lis
 
 
 def _reminder_text(playbook) -> tuple[str, str]:
-    subject = f"Reminder: tell {playbook.company.name} how your implementation went"
-    body = "<p>A quick reminder: your feedback shapes how we work.</p><p>[SurveyLink]</p><p>[OptOutLink]</p>"
-    return subject, body
+    return render_message("reminder", playbook)
 
 
 def _record_reminder_message(ledger, keys: Iterable[str], message_id: str) -> None:

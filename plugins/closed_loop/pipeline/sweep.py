@@ -44,6 +44,7 @@ from closed_loop.pipeline import outbox
 from closed_loop.pipeline.read_back_queries import read_tracked, save_marks
 from closed_loop.pipeline.surveys import carry_over_when_budget_exhausted, require_survey_id
 from closed_loop.playbook import Playbook
+from closed_loop.survey_messages import render_message
 from closed_loop.templating import render
 
 log = logging.getLogger(__name__)
@@ -887,8 +888,7 @@ def send_recovery_pulses(
         sm.budget_guard(5)
         survey_id = require_survey_id(sm, ledger, playbook.surveys.recovery_pulse)
         collector_id = sm.get_or_create_email_collector(survey_id, pulse_collector_name(today))["id"]
-        subject = f"How did we do with your feedback? ({playbook.company.name})"
-        body = render("recovery_pulse_invite.html", company=playbook.company.name)
+        subject, body = render_message("recovery_pulse", playbook)
         message = sm.create_message(collector_id, "invite", subject, body)
         claimed = set(
             ledger.mark_send_intent(
