@@ -188,7 +188,9 @@ def main(argv: list[str] | None = None) -> int:
             f"sandbox {stack.sandbox.sf_instance_url}  smtp 127.0.0.1:{stack.smtp.port}  "
             f"AIRFLOW_HOME={HOME.relative_to(REPO)}\n"
         )
-        runs = []
+        print("preflight: the sandbox org and surveys against the playbook (one log line per check)")
+        runs = [run(cli, "closed_loop_preflight", args.start)]
+        print()
         days = ticks(args.start, args.end, args.step_days)
         for day in days:
             stack.sandbox.admin("POST", "clock", {"now": f"{day.isoformat()}T12:00:00Z"})
