@@ -386,6 +386,49 @@ def _partial_cases(ledger, keys: Iterable[str]) -> dict[str, dict]:
     return {k: p for k, p in rows if isinstance(p, dict) and p.get("from_partial")}
 
 
+@dataclass
+class IntakeInputs:
+    """What one intake run reads: new/changed responses (+ survey details) and the ledger rows they join."""
+
+    main_id: str
+    main_raw: list[dict]
+    main_mark: str | None
+    pulse_id: str | None = None
+    pulse_raw: list[dict] = field(default_factory=list)
+    pulse_mark: str | None = None
+    fetched: int = 0
+    recovery_fetched: int = 0
+    malformed: list[_Problem] = field(default_factory=list)
+    replanned: int = 0
+    main_details: dict | None = None
+    pulse_details: dict | None = None
+    sends: dict[str, dict | None] = field(default_factory=dict)  # response id -> its survey send
+    accounts: dict[str, dict] = field(default_factory=dict)
+    contacts: dict[str, dict] = field(default_factory=dict)
+    existing_cases: set[str] = field(default_factory=set)
+    recovery_cases: dict[str, str | None] = field(default_factory=dict)  # pulse response id -> case
+    abandoned: set[str] = field(default_factory=set)  # partials past the grace period (ids)
+    partial_mark: str | None = None
+    from_partial: dict[str, dict] = field(default_factory=dict)  # cases opened from a partial
+
+
+@dataclass
+class IntakePlan:
+    """What the run records: response rows with scores, answers and triggers, case plans, problems."""
+
+    summary: IngestSummary
+    responses: list[dict] = field(default_factory=list)
+    scores: dict[str, dict] = field(default_factory=dict)
+    answers: dict[str, list[dict]] = field(default_factory=dict)
+    triggers: dict[str, list[dict]] = field(default_factory=dict)
+    plans: list[CasePlan] = field(default_factory=list)
+    problems: list[_Problem] = field(default_factory=list)
+    updates: list[tuple[str, CasePlan]] = field(
+        default_factory=list
+    )  # cases opened from a partial, now completed
+    partial_keys: set[str] = field(default_factory=set)
+
+
 def ingest_responses(
     sm_hook, ledger, playbook, calendar, today: date, dry_run: bool = False, now: datetime | None = None
 ) -> IngestSummary:
@@ -399,12 +442,30 @@ def ingest_responses(
     response with a negative answer not completed within ``intake.partial_grace_hours`` opens its Case
     (one SM call, at most hourly); if it is completed later, that same Case is updated.
     """
-    from closed_loop.domain.scoring import score_responses  # pandas: imported when a batch runs
-
-    summary = IngestSummary(dry_run=dry_run)
     calls_before = sm_hook.calls_made
+    inputs = read_intake(sm_hook, ledger, playbook, today, dry_run, now)
+    plan = plan_intake(inputs, playbook, calendar, today)
+    summary = plan.summary
+    summary.dry_run = dry_run
+    summary.sm_calls = sm_hook.calls_made - calls_before
+    if dry_run:
+        summary.quarantined = len(plan.problems)
+        summary.recorded = len(plan.responses)
+        log.info("DRY RUN intake plan: %s; cases %s; quarantine %s", summary.as_xcom(),
+                 summary.case_keys, [p.q_key for p in plan.problems])  # fmt: skip
+        return summary
+    apply_intake(ledger, inputs, plan, playbook)
+    log.info("intake: %s; cases planned %s", summary.as_xcom(), summary.case_keys)
+    return summary
+
+
+def read_intake(
+    sm_hook, ledger, playbook, today: date, dry_run: bool = False, now: datetime | None = None
+) -> IntakeInputs:
+    """The responses changed since the watermarks (the pulse survey only while a pulse sent within
+    ``recovery.answer_window_days`` is unanswered), negatives a crashed run left without a case, the
+    survey details, and the ledger rows they join."""
     overlap = playbook.intake.watermark_overlap_minutes
-    tz = ZoneInfo(playbook.calendar.timezone)
     main_id = resolve_survey_id(sm_hook, ledger, playbook.surveys.main, dry_run)
     if main_id is None:
         raise LookupError(f"no SurveyMonkey survey titled {playbook.surveys.main.title!r}")
@@ -413,160 +474,202 @@ def ingest_responses(
     except SurveyMonkeyNotFound:  # the cached id went stale (survey replaced): look it up again once
         main_id = resolve_survey_id(sm_hook, ledger, playbook.surveys.main, dry_run, refresh=True)
         main_raw, main_mark = _fetch(sm_hook, ledger, main_id, overlap)
-    abandoned_raw, partial_mark = [], None
+    got = IntakeInputs(main_id, main_raw, main_mark)
     if now is not None:
-        abandoned_raw, partial_mark = _fetch_abandoned(
+        abandoned_raw, got.partial_mark = _fetch_abandoned(
             sm_hook, ledger, main_id, now, playbook.intake.partial_grace_hours
         )
-    abandoned = {str(r.get("id")) for r in abandoned_raw}
-    main_raw = [r for r in main_raw if not isinstance(r, dict) or str(r.get("id")) not in abandoned]
-    main_raw += abandoned_raw
-    pulse_id, pulse_raw, pulse_mark = None, [], None
+        got.abandoned = {str(r.get("id")) for r in abandoned_raw}
+        got.main_raw = [
+            r for r in main_raw if not isinstance(r, dict) or str(r.get("id")) not in got.abandoned
+        ]
+        got.main_raw += abandoned_raw
     window_start = datetime.combine(today - timedelta(days=playbook.recovery.answer_window_days), time(), UTC)
     if _recovery_outstanding(ledger, window_start):
-        pulse_id = resolve_survey_id(sm_hook, ledger, playbook.surveys.recovery_pulse, dry_run)
-        if pulse_id:
-            pulse_raw, pulse_mark = _fetch(sm_hook, ledger, pulse_id, overlap)
-    summary.fetched = len(main_raw) + len(pulse_raw)
-    summary.recovery = len(pulse_raw)
+        got.pulse_id = resolve_survey_id(sm_hook, ledger, playbook.surveys.recovery_pulse, dry_run)
+        if got.pulse_id:
+            got.pulse_raw, got.pulse_mark = _fetch(sm_hook, ledger, got.pulse_id, overlap)
+    got.fetched, got.recovery_fetched = len(got.main_raw) + len(got.pulse_raw), len(got.pulse_raw)
+    got.main_raw, bad = _with_ids(got.main_raw, main_id)
+    got.pulse_raw, bad_pulse = _with_ids(got.pulse_raw, got.pulse_id or "")
+    got.malformed = bad + bad_pulse
+    orphans = _unplanned_negatives(ledger, {str(r["id"]) for r in got.main_raw})
+    got.replanned = len(orphans)
+    got.main_raw += orphans
+    _join_ledger(ledger, got)
+    if got.main_raw:
+        got.main_details = sm_hook.survey_details(main_id)
+    if got.pulse_raw:
+        got.pulse_details = sm_hook.survey_details(got.pulse_id)
+    return got
 
-    problems: list[_Problem] = []
-    main_raw, bad = _with_ids(main_raw, main_id)
-    pulse_raw, bad_pulse = _with_ids(pulse_raw, pulse_id or "")
-    problems += bad + bad_pulse
-    orphans = _unplanned_negatives(ledger, {str(r["id"]) for r in main_raw})
-    summary.replanned = len(orphans)
-    main_raw += orphans
 
-    recipients = [str(r["recipient_id"]) for r in main_raw + pulse_raw if r.get("recipient_id")]
+def _join_ledger(ledger, got: IntakeInputs) -> None:
+    """The sends (by recipient id), accounts, contacts, existing cases and pulse cases of the responses."""
+    everything = got.main_raw + got.pulse_raw
+    recipients = [str(r["recipient_id"]) for r in everything if r.get("recipient_id")]
     sends = ledger.send_by_recipient(recipients) if recipients else {}
-    send_of = {str(r["id"]): sends.get(str(r.get("recipient_id"))) for r in main_raw + pulse_raw}
-    for raw in main_raw + pulse_raw:
-        if send_of[str(raw["id"])] is None:
+    got.sends = {str(r["id"]): sends.get(str(r.get("recipient_id"))) for r in everything}
+    known = [s for s in got.sends.values() if s]
+    got.accounts = _rows_by_id(ledger, Account, {s["account_id"] for s in known if s.get("account_id")})
+    got.contacts = _rows_by_id(ledger, Contact, (s.get("contact_id") for s in known))
+    got.existing_cases = _existing_cases(ledger, [str(r["id"]) for r in got.main_raw])
+    got.from_partial = _partial_cases(ledger, got.existing_cases)
+    got.recovery_cases = {
+        str(r["id"]): _case_for_recovery(ledger, got.sends[str(r["id"])]) for r in got.pulse_raw
+    }
+
+
+def plan_intake(inputs: IntakeInputs, playbook, calendar, today: date) -> IntakePlan:
+    """Score the responses and plan a case for every new negative main response (pure: no I/O)."""
+    plan = IntakePlan(IngestSummary(fetched=inputs.fetched, recovery=inputs.recovery_fetched))
+    plan.problems += inputs.malformed
+    plan.summary.replanned = inputs.replanned
+    plan.problems += _unknown_respondents(inputs, plan.summary)
+    if inputs.main_raw:
+        _plan_main(inputs, plan, playbook, calendar, today)
+    if inputs.pulse_raw:
+        _plan_pulse(inputs, plan, playbook)
+    plan.summary.case_keys = [p.response_id for p in plan.plans]
+    plan.summary.cases_planned = len(plan.plans)
+    plan.summary.steps_planned = sum(len(p.steps) for p in plan.plans)
+    plan.problems = list({p.q_key: p for p in plan.problems}.values())
+    return plan
+
+
+def _unknown_respondents(inputs: IntakeInputs, summary: IngestSummary) -> list[_Problem]:
+    out = []
+    for raw in inputs.main_raw + inputs.pulse_raw:
+        if inputs.sends[str(raw["id"])] is None:
             summary.unknown_respondents += 1
-            problems.append(_Problem(
+            out.append(_Problem(
                 f"intake:unknown_respondent:{raw['id']}", str(raw["id"]),
                 "unknown respondent: the response's recipient id is not among the survey sends in the "
                 "ledger, so it cannot be joined to an account; stored raw, no case opened",
                 {"response_id": str(raw["id"]), "recipient_id": _str(raw.get("recipient_id"))},
             ))  # fmt: skip
-    account_ids = {s["account_id"] for s in send_of.values() if s and s.get("account_id")}
-    accounts = _rows_by_id(ledger, Account, account_ids)
-    contacts = _rows_by_id(ledger, Contact, (s.get("contact_id") for s in send_of.values() if s))
+    return out
 
-    responses, scores, answers, triggers = [], {}, {}, {}
-    plans: list[CasePlan] = []
-    updates: list[tuple[str, CasePlan]] = []  # cases opened from a partial, now completed
-    partial_keys: set[str] = set()
-    if main_raw:
-        details = sm_hook.survey_details(main_id)
-        at_risk = {a: bool(row.get("at_risk")) for a, row in accounts.items()}
-        respondent_account = {
-            str(r["recipient_id"]): send_of[str(r["id"])]["account_id"]
-            for r in main_raw
-            if send_of[str(r["id"])] and r.get("recipient_id")
-        }
-        result = score_responses(details, main_raw, playbook, at_risk, respondent_account)
-        answers |= _answers_by_response(result.answers)
-        existing = _existing_cases(ledger, [s.response_id for s in result.negatives()])
-        from_partial = _partial_cases(ledger, existing)
-        raw_of = {str(r["id"]): r for r in main_raw}
-        for score in result.scores:
-            rid, raw, send = score.response_id, raw_of[score.response_id], send_of[score.response_id]
-            if rid in abandoned and not score.negative:
-                continue  # not final and nothing to follow up: recorded when completed
-            responses.append(_response_row(raw, send, False, None))
-            scores[rid] = {"negative": score.negative, "severity": score.severity,
-                           "topics": list(score.topics)}  # fmt: skip
-            triggers[rid] = [{f: getattr(t, f) for f in TRIGGER_FIELDS} for t in score.triggers]
-            summary.negatives += score.negative
-            summary.positives += not score.negative
-            if score.problems:
-                summary.answer_problems += 1
-                problems.append(_Problem(
-                    f"intake:answers:{rid}", rid,
-                    f"{len(score.problems)} answer(s) could not be read (the rest was scored): "
-                    + "; ".join(score.problems),
-                    {"response_id": rid, "problems": list(score.problems)},
-                ))  # fmt: skip
-            completed_now = rid in from_partial and raw.get("response_status") == "completed"
-            if not score.negative or (rid in existing and not completed_now):
-                continue
-            if not send or not send.get("account_id"):
-                continue
-            account, contact, unsynced = _facts(send, accounts, contacts)
-            routing = route(account, score.topics, playbook)
-            base = {"response_id": rid, "account_id": account.account_id, "case_key": rid}
-            if unsynced:
-                problems.append(_Problem(
-                    f"intake:unknown_account:{account.account_id}", account.account_id,
-                    "the respondent's account is not in the ledger (not synced): routed as missing MRR",
-                    base,
-                ))  # fmt: skip
-            for flag in routing.flags:
-                problems.append(_Problem(
-                    f"intake:{flag}:{account.account_id}", account.account_id,
-                    f"{flag}: {_flag_reason(flag, playbook)}", base | {"flag": flag},
-                ))  # fmt: skip
-            received = _local_day(raw, tz, today)
-            url = _response_url(raw, main_id)
-            plan = plan_case(score, account, contact, routing, playbook, calendar, received, url)
-            if completed_now:  # the same Case, now with every answer
-                summary.completed_later += 1
-                updates.append((rid, plan))
-                continue
-            if rid in abandoned:
-                summary.abandoned_partials += 1
-                note = PARTIAL_NOTE.format(hours=playbook.intake.partial_grace_hours)
-                plan = dataclasses.replace(plan, description=f"{note}\n\n{plan.description}")
-                partial_keys.add(rid)
-            plans.append(plan)
-    if pulse_raw:
-        result = score_responses(sm_hook.survey_details(pulse_id), pulse_raw, playbook)
-        answers |= _answers_by_response(result.answers)
-        raw_of = {str(r["id"]): r for r in pulse_raw}
-        for score in result.scores:  # a pulse is recorded (it feeds the recovery figures), never a new case;
-            send = send_of[score.response_id]  # a negative one escalates its case (SOP 6, open_cases)
-            case_key = _case_for_recovery(ledger, send)
-            responses.append(_response_row(raw_of[score.response_id], send, True, case_key))
-            fired = pulse_dissatisfaction(answers.get(score.response_id, []), playbook)
-            scores[score.response_id] = {"negative": bool(fired), "severity": "high" if fired else None,
-                                         "topics": []}  # fmt: skip
-            triggers[score.response_id] = fired
-            summary.recovery_dissatisfied += bool(fired)
-    summary.sm_calls = sm_hook.calls_made - calls_before
-    summary.case_keys = [p.response_id for p in plans]
-    summary.cases_planned = len(plans)
-    summary.steps_planned = sum(len(p.steps) for p in plans)
-    problems = list({p.q_key: p for p in problems}.values())
-    if dry_run:
-        summary.quarantined = len(problems)
-        summary.recorded = len(responses)
-        log.info("DRY RUN intake plan: %s; cases %s; quarantine %s", summary.as_xcom(),
-                 summary.case_keys, [p.q_key for p in problems])  # fmt: skip
-        return summary
 
-    # Quarantine first (idempotent keys): a crash after it re-fetches and finds them already there.
-    summary.quarantined = sum(ledger.quarantine(**p.row()) for p in problems)
-    main_rows = [r for r in responses if not r["is_recovery"]]
-    pulse_rows = [r for r in responses if r["is_recovery"]]
-    for rows, survey_id, mark in ((main_rows, main_id, main_mark), (pulse_rows, pulse_id, pulse_mark)):
+def _plan_main(inputs: IntakeInputs, plan: IntakePlan, playbook, calendar, today: date) -> None:
+    """Score the main survey's responses; a CasePlan for each new negative one of a known account."""
+    from closed_loop.domain.scoring import score_responses  # pandas: imported when a batch runs
+
+    send_of, summary = inputs.sends, plan.summary
+    at_risk = {a: bool(row.get("at_risk")) for a, row in inputs.accounts.items()}
+    respondent_account = {
+        str(r["recipient_id"]): send_of[str(r["id"])]["account_id"]
+        for r in inputs.main_raw
+        if send_of[str(r["id"])] and r.get("recipient_id")
+    }
+    result = score_responses(inputs.main_details, inputs.main_raw, playbook, at_risk, respondent_account)
+    plan.answers |= _answers_by_response(result.answers)
+    raw_of = {str(r["id"]): r for r in inputs.main_raw}
+    for score in result.scores:
+        rid, raw, send = score.response_id, raw_of[score.response_id], send_of[score.response_id]
+        if rid in inputs.abandoned and not score.negative:
+            continue  # not final and nothing to follow up: recorded when completed
+        plan.responses.append(_response_row(raw, send, False, None))
+        plan.scores[rid] = {"negative": score.negative, "severity": score.severity,
+                            "topics": list(score.topics)}  # fmt: skip
+        plan.triggers[rid] = [{f: getattr(t, f) for f in TRIGGER_FIELDS} for t in score.triggers]
+        summary.negatives += score.negative
+        summary.positives += not score.negative
+        if score.problems:
+            summary.answer_problems += 1
+            plan.problems.append(_Problem(
+                f"intake:answers:{rid}", rid,
+                f"{len(score.problems)} answer(s) could not be read (the rest was scored): "
+                + "; ".join(score.problems),
+                {"response_id": rid, "problems": list(score.problems)},
+            ))  # fmt: skip
+        completed_now = rid in inputs.from_partial and raw.get("response_status") == "completed"
+        if not score.negative or (rid in inputs.existing_cases and not completed_now):
+            continue
+        if send and send.get("account_id"):
+            case = _plan_case(inputs, plan, score, raw, send, playbook, calendar, today)
+            _add_case(plan, case, rid, completed_now, rid in inputs.abandoned, playbook)
+
+
+def _add_case(plan: IntakePlan, case: CasePlan, rid: str, completed_now: bool, abandoned: bool, playbook):
+    """A new case; or, for a case opened from a partial that is now completed, an update of that case;
+    a case opened from an abandoned partial carries a note saying so."""
+    if completed_now:  # the same Case, now with every answer
+        plan.summary.completed_later += 1
+        plan.updates.append((rid, case))
+        return
+    if abandoned:
+        plan.summary.abandoned_partials += 1
+        note = PARTIAL_NOTE.format(hours=playbook.intake.partial_grace_hours)
+        case = dataclasses.replace(case, description=f"{note}\n\n{case.description}")
+        plan.partial_keys.add(rid)
+    plan.plans.append(case)
+
+
+def _plan_case(inputs, plan: IntakePlan, score, raw, send, playbook, calendar, today: date) -> CasePlan:
+    """Route and plan one negative response; flags and an unsynced account become problems."""
+    account, contact, unsynced = _facts(send, inputs.accounts, inputs.contacts)
+    routing = route(account, score.topics, playbook)
+    base = {"response_id": score.response_id, "account_id": account.account_id,
+            "case_key": score.response_id}  # fmt: skip
+    if unsynced:
+        plan.problems.append(_Problem(
+            f"intake:unknown_account:{account.account_id}", account.account_id,
+            "the respondent's account is not in the ledger (not synced): routed as missing MRR",
+            base,
+        ))  # fmt: skip
+    for flag in routing.flags:
+        plan.problems.append(_Problem(
+            f"intake:{flag}:{account.account_id}", account.account_id,
+            f"{flag}: {_flag_reason(flag, playbook)}", base | {"flag": flag},
+        ))  # fmt: skip
+    received = _local_day(raw, ZoneInfo(playbook.calendar.timezone), today)
+    url = _response_url(raw, inputs.main_id)
+    return plan_case(score, account, contact, routing, playbook, calendar, received, url)
+
+
+def _plan_pulse(inputs: IntakeInputs, plan: IntakePlan, playbook) -> None:
+    """A pulse is recorded (it feeds the recovery figures), never a new case."""
+    from closed_loop.domain.scoring import score_responses
+
+    result = score_responses(inputs.pulse_details, inputs.pulse_raw, playbook)
+    plan.answers |= _answers_by_response(result.answers)
+    raw_of = {str(r["id"]): r for r in inputs.pulse_raw}
+    for score in result.scores:  # a negative one escalates its case (SOP 6, open_cases)
+        rid = score.response_id
+        case_key = inputs.recovery_cases[rid]
+        plan.responses.append(_response_row(raw_of[rid], inputs.sends[rid], True, case_key))
+        fired = pulse_dissatisfaction(plan.answers.get(rid, []), playbook)
+        plan.scores[rid] = {"negative": bool(fired), "severity": "high" if fired else None, "topics": []}
+        plan.triggers[rid] = fired
+        plan.summary.recovery_dissatisfied += bool(fired)
+
+
+def apply_intake(ledger, inputs: IntakeInputs, plan: IntakePlan, playbook) -> None:
+    """Quarantine first (idempotent keys: a crash after it re-fetches and finds them already there),
+    then the responses with their watermark in one transaction per survey, then the planned cases."""
+    summary = plan.summary
+    summary.quarantined = sum(ledger.quarantine(**p.row()) for p in plan.problems)
+    main_rows = [r for r in plan.responses if not r["is_recovery"]]
+    pulse_rows = [r for r in plan.responses if r["is_recovery"]]
+    for rows, survey_id, mark in (
+        (main_rows, inputs.main_id, inputs.main_mark),
+        (pulse_rows, inputs.pulse_id, inputs.pulse_mark),
+    ):
         if rows or mark:
             ids = {r["response_id"] for r in rows}
             summary.recorded += ledger.record_responses(
                 rows,
-                {k: v for k, v in scores.items() if k in ids},
-                {k: answers.get(k, []) for k in ids},
-                {k: triggers.get(k, []) for k in ids},
+                {k: v for k, v in plan.scores.items() if k in ids},
+                {k: plan.answers.get(k, []) for k in ids},
+                {k: plan.triggers.get(k, []) for k in ids},
                 watermark_name=watermark_name(survey_id) if mark else None,
                 watermark_value=mark,
             )
-    _store_plans(ledger, plans, playbook, partial_keys)
-    _store_completions(ledger, updates, playbook)
-    if partial_mark:
-        ledger.set_watermark(partial_watermark_name(main_id), partial_mark)
-    log.info("intake: %s; cases planned %s", summary.as_xcom(), summary.case_keys)
-    return summary
+    _store_plans(ledger, plan.plans, playbook, plan.partial_keys)
+    _store_completions(ledger, plan.updates, playbook)
+    if inputs.partial_mark:
+        ledger.set_watermark(partial_watermark_name(inputs.main_id), inputs.partial_mark)
 
 
 def _with_ids(raws: list[dict], survey_id: str) -> tuple[list[dict], list[_Problem]]:
@@ -739,6 +842,41 @@ def _store_decisions(ledger, rerouted, accounts: Mapping[str, Mapping], playbook
         ledger.quarantine(**problem.row())
 
 
+@dataclass
+class Owners:
+    """Usernames -> active Salesforce User ids; a missing/inactive user falls back to ``fallback``, and
+    each such use is counted and recorded as a problem."""
+
+    ids: dict[str, str]
+    fallback: str
+    fallbacks: int = 0
+    problems: list[_Problem] = field(default_factory=list)
+
+    def id_for(self, username: str, key: str) -> str | None:
+        if username in self.ids:
+            return self.ids[username]
+        self.fallbacks += 1
+        self.problems.append(_Problem(
+            f"intake_sf:owner:{username}", username,
+            f"Salesforce user {username} is missing or inactive: its cases and tasks go to {self.fallback}",
+            {"case_key": key.split(":")[0], "username": username},
+        ))  # fmt: skip
+        return self.ids.get(self.fallback)
+
+
+@dataclass
+class OpenPlan:
+    """What open_cases writes: Case rows (owners resolved), the Cases already in Salesforce, the step
+    Tasks of every pending case (written once its Case has an id) and the data-quality alerts."""
+
+    pending: list[dict]
+    alerts: list[dict]
+    owners: Owners
+    dq_user: str
+    case_rows: list[dict] = field(default_factory=list)
+    case_ids: dict[str, str] = field(default_factory=dict)
+
+
 def open_cases(sf_hook, ledger, playbook, calendar, today: date, dry_run: bool = False) -> OpenSummary:
     """Write every planned case to Salesforce: one owner query, Case upserts, then Task upserts (step
     Tasks + one data-quality Task per unreported intake quarantine item), then mark them in the ledger.
@@ -748,12 +886,7 @@ def open_cases(sf_hook, ledger, playbook, calendar, today: date, dry_run: bool =
     """
     summary = OpenSummary(dry_run=dry_run)
     calls_before = sf_hook.calls_made
-    pending = [  # steps another pipeline added (follow-up, escalations) are written by that pipeline
-        c for c in ledger.cases_needing_salesforce()
-        if c.get("plan") and (not c.get("sf_case_id")
-                              or any(s["step_key"] in c["plan"]["steps"] for s in c["pending_steps"]))
-    ]  # fmt: skip
-    alerts = [q for q in ledger.unreported_quarantine() if q["source"] in QUARANTINE_SOURCES]
+    pending, alerts = cases_to_open(ledger)
     summary.cases_pending = len(pending)
     summary.case_keys = [c["case_key"] for c in pending]
     summary.recovery_escalations = escalate_dissatisfied_pulses(
@@ -763,9 +896,48 @@ def open_cases(sf_hook, ledger, playbook, calendar, today: date, dry_run: bool =
     if not pending and not alerts:
         summary.sf_calls = sf_hook.calls_made - calls_before
         return summary
-    dq_user = playbook.username(playbook.people.data_quality_owner)
+    owners, accounts = read_owners(sf_hook, pending, playbook)
+    new = [c for c in pending if not c.get("sf_case_id")]
+    rerouted = decide_leads(new, accounts, {u.casefold() for u in owners.ids}, playbook, calendar)
+    summary.rerouted = len(rerouted)
+    if rerouted:
+        _store_decisions(ledger, rerouted, accounts, playbook, dry_run)
+        if not dry_run:
+            alerts = [q for q in ledger.unreported_quarantine() if q["source"] in QUARANTINE_SOURCES]
+    plan = plan_open(pending, alerts, owners, playbook)
+    summary.owner_fallbacks = plan.owners.fallbacks
+    if dry_run:
+        steps = sum(len(c["pending_steps"]) for c in pending)
+        log.info(
+            "DRY RUN open_cases: %d case(s) to upsert %s, %d step task(s), %d data-quality alert(s) %s",
+            len(plan.case_rows), summary.case_keys, steps, len(alerts), [a["q_key"] for a in alerts],
+        )  # fmt: skip
+        summary.sf_calls = sf_hook.calls_made - calls_before
+        return summary
+    apply_open(sf_hook, ledger, plan, playbook, calendar, today, summary)
+    summary.sf_calls = sf_hook.calls_made - calls_before
+    log.info("open_cases: %s; cases %s", summary.as_xcom(), summary.case_keys)
+    return summary
+
+
+def cases_to_open(ledger) -> tuple[list[dict], list[dict]]:
+    """Planned cases still to write (or with planned steps still to write), and unreported intake
+    quarantine items (each becomes a data-quality Task)."""
+    pending = [  # steps another pipeline added (follow-up, escalations) are written by that pipeline
+        c for c in ledger.cases_needing_salesforce()
+        if c.get("plan") and (not c.get("sf_case_id")
+                              or any(s["step_key"] in c["plan"]["steps"] for s in c["pending_steps"]))
+    ]  # fmt: skip
+    alerts = [q for q in ledger.unreported_quarantine() if q["source"] in QUARANTINE_SOURCES]
+    return pending, alerts
+
+
+def read_owners(sf_hook, pending: list[dict], playbook) -> tuple[Owners, dict[str, dict]]:
+    """The new cases' accounts as Salesforce has them now (one SOQL), and one User query for every owner
+    the pending cases and those accounts name, the role users, the data-quality owner and the fallback."""
     fallback_user = playbook.username(playbook.routing.missing_tsm.role)
-    wanted = {dq_user, fallback_user, *(playbook.username(r) for r in ROLES_CHECKED)}
+    wanted = {playbook.username(playbook.people.data_quality_owner), fallback_user}
+    wanted |= {playbook.username(r) for r in ROLES_CHECKED}
     new = [c for c in pending if not c.get("sf_case_id")]
     accounts = read_accounts(sf_hook, playbook, (c["account_id"] for c in new)) if new else {}
     wanted |= {(r.get(playbook.salesforce.account.tsm_relationship) or {}).get("Username")
@@ -773,59 +945,26 @@ def open_cases(sf_hook, ledger, playbook, calendar, today: date, dry_run: bool =
     for case in pending:
         wanted.add(case["plan"]["owner_username"])
         wanted |= {s["owner_username"] for s in case["plan"]["steps"].values()}
-    user_ids = resolve_user_ids(sf_hook, wanted)
-    rerouted = decide_leads(new, accounts, {u.casefold() for u in user_ids}, playbook, calendar)
-    summary.rerouted = len(rerouted)
-    if rerouted:
-        _store_decisions(ledger, rerouted, accounts, playbook, dry_run)
-        if not dry_run:
-            alerts = [q for q in ledger.unreported_quarantine() if q["source"] in QUARANTINE_SOURCES]
-    failures: list[_Problem] = []
+    return Owners(resolve_user_ids(sf_hook, wanted), fallback_user), accounts
 
-    def owner(username: str, key: str) -> str | None:
-        if username in user_ids:
-            return user_ids[username]
-        summary.owner_fallbacks += 1
-        failures.append(_Problem(
-            f"intake_sf:owner:{username}", username,
-            f"Salesforce user {username} is missing or inactive: its cases and tasks go to {fallback_user}",
-            {"case_key": key.split(":")[0], "username": username},
-        ))  # fmt: skip
-        return user_ids.get(fallback_user)
 
-    case_rows, case_ids = [], {}
+def plan_open(pending: list[dict], alerts: list[dict], owners: Owners, playbook) -> OpenPlan:
+    """The Case rows to upsert (owner resolved) and the Cases already in Salesforce (pure)."""
+    plan = OpenPlan(pending, alerts, owners, playbook.username(playbook.people.data_quality_owner))
     for case in pending:
         if case.get("sf_case_id"):
-            case_ids[case["case_key"]] = case["sf_case_id"]
+            plan.case_ids[case["case_key"]] = case["sf_case_id"]
             continue
-        owner_id = owner(case["plan"]["owner_username"], case["case_key"])
+        owner_id = owners.id_for(case["plan"]["owner_username"], case["case_key"])
         if owner_id:
-            case_rows.append({**case["plan"]["case"], "OwnerId": owner_id})
-    if dry_run:
-        steps = sum(len(c["pending_steps"]) for c in pending)
-        log.info(
-            "DRY RUN open_cases: %d case(s) to upsert %s, %d step task(s), %d data-quality alert(s) %s",
-            len(case_rows), summary.case_keys, steps, len(alerts), [a["q_key"] for a in alerts],
-        )  # fmt: skip
-        summary.sf_calls = sf_hook.calls_made - calls_before
-        return summary
+            plan.case_rows.append({**case["plan"]["case"], "OwnerId": owner_id})
+    return plan
 
-    ext = playbook.salesforce.case.external_id
-    opened_at = datetime.combine(today, time.min, tzinfo=UTC)  # the logical day, never the wall clock
-    for res in upsert_cases(sf_hook, case_rows, ext):
-        if res.ok:
-            ledger.mark_case_created(res.key, res.id, opened_at=opened_at)
-            case_ids[res.key] = res.id
-            summary.cases_created += res.created
-            summary.cases_updated += not res.created
-        else:
-            summary.failures += 1
-            failures.append(_Problem(f"salesforce:case:{res.key}", res.key,
-                                     f"Salesforce refused the Case: {res.error}",
-                                     {"case_key": res.key, "code": res.code}))  # fmt: skip
 
-    task_rows, alert_keys = [], {}
-    for case in pending:
+def step_task_rows(plan: OpenPlan, case_ids: Mapping[str, str]) -> list[dict]:
+    """The planned step Tasks of every pending case that has a Salesforce id (owners resolved)."""
+    rows = []
+    for case in plan.pending:
         case_id = case_ids.get(case["case_key"])
         if not case_id:
             continue
@@ -833,23 +972,61 @@ def open_cases(sf_hook, ledger, playbook, calendar, today: date, dry_run: bool =
             planned = case["plan"]["steps"].get(step["step_key"])
             if planned is None:  # a step another pipeline added: it writes its own Task
                 continue
-            owner_id = owner(planned["owner_username"], step["step_key"])
+            owner_id = plan.owners.id_for(planned["owner_username"], step["step_key"])
             if not owner_id:
                 continue
             row = {**planned["fields"], "OwnerId": owner_id, "WhatId": case_id}
             if case.get("contact_id"):
                 row["WhoId"] = case["contact_id"]
-            task_rows.append(row)
-    if alerts:
-        dq_id = user_ids.get(dq_user)
-        linked = _case_ids(ledger, ((a.get("payload") or {}).get("case_key") for a in alerts))
-        due = calendar.add_business_days(today, 1)
-        for alert in alerts if dq_id else []:
-            what = linked.get((alert.get("payload") or {}).get("case_key"))
-            task = _alert_task(alert, dq_id, what, playbook, due)
-            task_rows.append(task)
-            alert_keys[task[playbook.salesforce.task.external_id]] = alert["q_key"]
+            rows.append(row)
+    return rows
 
+
+def apply_open(sf_hook, ledger, plan: OpenPlan, playbook, calendar, today: date, summary) -> None:
+    """Upsert the Cases, then their step Tasks and the data-quality Tasks; record all in the ledger."""
+    opened_at = datetime.combine(today, time.min, tzinfo=UTC)  # the logical day, never the wall clock
+    case_ids = dict(plan.case_ids)
+    for res in upsert_cases(sf_hook, plan.case_rows, playbook.salesforce.case.external_id):
+        if res.ok:
+            ledger.mark_case_created(res.key, res.id, opened_at=opened_at)
+            case_ids[res.key] = res.id
+            summary.cases_created += res.created
+            summary.cases_updated += not res.created
+        else:
+            summary.failures += 1
+            payload = {"case_key": res.key, "code": res.code}
+            reason = f"Salesforce refused the Case: {res.error}"
+            plan.owners.problems.append(_Problem(f"salesforce:case:{res.key}", res.key, reason, payload))
+    task_rows = step_task_rows(plan, case_ids)
+    alert_keys = _alert_rows(ledger, plan, playbook, calendar.add_business_days(today, 1), task_rows)
+    created, reported = _write_tasks(sf_hook, task_rows, alert_keys, plan, playbook, summary)
+    summary.owner_fallbacks = plan.owners.fallbacks
+    ledger.mark_steps_created(created, created_at=opened_at)
+    ledger.mark_quarantine_reported(reported)
+    done = [f"salesforce:case:{k}" for k in case_ids] + [f"salesforce:task:{k}" for k in created]
+    ledger.resolve_quarantine(done)
+    for problem in {p.q_key: p for p in plan.owners.problems}.values():
+        ledger.quarantine(**problem.row(SF_SOURCE))
+
+
+def _alert_rows(ledger, plan: OpenPlan, playbook, due: date, task_rows: list[dict]) -> dict[str, str]:
+    """Append one data-quality Task per alert (linked to its case when that has an id); returns
+    ``{task key: quarantine key}``."""
+    dq_id = plan.owners.ids.get(plan.dq_user)
+    if not plan.alerts or not dq_id:
+        return {}
+    linked = _case_ids(ledger, ((a.get("payload") or {}).get("case_key") for a in plan.alerts))
+    keys = {}
+    for alert in plan.alerts:
+        what = linked.get((alert.get("payload") or {}).get("case_key"))
+        task = _alert_task(alert, dq_id, what, playbook, due)
+        task_rows.append(task)
+        keys[task[playbook.salesforce.task.external_id]] = alert["q_key"]
+    return keys
+
+
+def _write_tasks(sf_hook, task_rows, alert_keys, plan: OpenPlan, playbook, summary):
+    """Upsert the Tasks and record failures; returns ``({step key: Task id}, [reported alert keys])``."""
     created: dict[str, str] = {}
     reported: list[str] = []
     for res in upsert_tasks(sf_hook, task_rows, playbook.salesforce.task.external_id):
@@ -859,22 +1036,13 @@ def open_cases(sf_hook, ledger, playbook, calendar, today: date, dry_run: bool =
                 summary.alerts_sent += 1
             else:
                 log.warning("data-quality Task %s refused by Salesforce: %s", res.key, res.code)
-            continue
-        if res.ok:
+        elif res.ok:
             created[res.key] = res.id
             summary.tasks_created += res.created
             summary.tasks_updated += not res.created
         else:
             summary.failures += 1
-            failures.append(_Problem(f"salesforce:task:{res.key}", res.key,
-                                     f"Salesforce refused the Task: {res.error}",
-                                     {"case_key": res.key.split(":")[0], "code": res.code}))  # fmt: skip
-    ledger.mark_steps_created(created, created_at=datetime.combine(today, time.min, tzinfo=UTC))
-    ledger.mark_quarantine_reported(reported)
-    done = [f"salesforce:case:{k}" for k in case_ids] + [f"salesforce:task:{k}" for k in created]
-    ledger.resolve_quarantine(done)
-    for problem in {p.q_key: p for p in failures}.values():
-        ledger.quarantine(**problem.row(SF_SOURCE))
-    summary.sf_calls = sf_hook.calls_made - calls_before
-    log.info("open_cases: %s; cases %s", summary.as_xcom(), summary.case_keys)
-    return summary
+            payload = {"case_key": res.key.split(":")[0], "code": res.code}
+            reason = f"Salesforce refused the Task: {res.error}"
+            plan.owners.problems.append(_Problem(f"salesforce:task:{res.key}", res.key, reason, payload))
+    return created, reported
