@@ -24,7 +24,7 @@ import datetime as dt
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, literal, select
@@ -54,6 +54,8 @@ RECOVERY_LOOKBACK_DAYS = (
     30  # closes older than this never get a pulse (e.g. when send_on_close is switched on)
 )
 TASK_EVENT_KINDS = ("escalation", "doc_missing")
+PLAN_KINDS = ("activated", "breaches", "reminders", "dissatisfied_start", "dissatisfied_end", "doc_missing",
+              "close")  # fmt: skip
 
 
 # -- shared helpers ------------------------------------------------------------------------------------
@@ -125,6 +127,18 @@ def _with_calls(hook) -> int:
 # -- 1. read back --------------------------------------------------------------------------------------
 
 
+@dataclass
+class ReadBack:
+    """What the read-back records: Case status/closure/documentation, the cases' contacts, step Task
+    status and completions, and Cases/Tasks deleted in Salesforce (kind, key, Salesforce id)."""
+
+    case_updates: list[dict]
+    contacts: dict[str, dict]
+    step_updates: list[dict]
+    missing: list[tuple[str, str, str]]
+    completed: int = 0
+
+
 def read_back(
     sf, ledger, playbook: Playbook, calendar: BusinessCalendar, today: dt.date, dry_run: bool = False
 ) -> dict:
@@ -147,52 +161,45 @@ def read_back(
         steps=steps,
         today=today,
     )
-    case_recs, task_recs = read.cases, read.tasks
+    got = plan_read_back(cases, steps, read, playbook, today)
+    out = {
+        "cases_read": len(read.cases),
+        "tasks_read": len(read.tasks),
+        "steps_completed": got.completed,
+        "cases_closed_in_sf": sum(bool(u["sf_closed"]) for u in got.case_updates),
+        "missing": len(got.missing),
+        "dry_run": dry_run,
+    }
+    if not dry_run:
+        apply_read_back(ledger, got)
+        save_marks(ledger, read)
+    out["full_read"], out["statements"] = read.full, read.statements
+    out["api_calls"] = _with_calls(sf) - start
+    log.info("read_back %s: %s", today, out)
+    return out
 
-    case_updates, contacts, missing = [], {}, []
-    rules = playbook.sla.dissatisfied_when
-    names = playbook.salesforce.case
+
+def plan_read_back(cases, steps, read, playbook: Playbook, today: dt.date) -> ReadBack:
+    """The ledger updates for the records read back (``read.cases``/``read.tasks`` by Id; ``read.gone``
+    the deleted ones); records unchanged since the last sweep are simply absent (pure)."""
+    got = ReadBack([], {}, [], [])
     for case in cases:
-        rec = case_recs.get(case["sf_case_id"])
+        rec = read.cases.get(case["sf_case_id"])
         if case["sf_case_id"] in read.gone:
-            missing.append(("case_missing", case["case_key"], case["sf_case_id"]))
+            got.missing.append(("case_missing", case["case_key"], case["sf_case_id"]))
         if rec is None:  # unchanged since the last sweep, or gone
             continue
-        closed = bool(rec.get("IsClosed"))
-        case_updates.append(
-            {
-                "case_key": case["case_key"],
-                "sf_status": rec.get("Status"),
-                "account_name": (rec.get("Account") or {}).get("Name"),
-                "sf_dissatisfied": str(rec.get(rules.field) or "") == rules.equals,
-                "sf_closed": closed,
-                "sf_documented": _is_documented(rec, playbook),
-                "closed_at": to_utc(rec.get("ClosedDate")) if closed else None,
-                "root_cause": rec.get(names.root_cause),
-                "actions_taken": rec.get(names.actions_taken),
-                "outcome": rec.get(names.outcome),
-            }
-        )
-        contact = rec.get("Contact") or {}
+        got.case_updates.append(_case_update(case, rec, playbook))
         if rec.get("ContactId"):
-            contacts[rec["ContactId"]] = {
-                "sf_id": rec["ContactId"],
-                "account_id": case["account_id"],
-                "email": contact.get("Email"),
-                "first_name": contact.get("FirstName"),
-                "last_name": contact.get("LastName"),
-                "opted_out": bool(contact.get(playbook.salesforce.contact.opted_out)),
-            }
-
-    step_updates, completed = [], 0
+            got.contacts[rec["ContactId"]] = _contact_row(case, rec, playbook)
     for step in steps:
-        rec = task_recs.get(step["sf_task_id"])
+        rec = read.tasks.get(step["sf_task_id"])
         if step["sf_task_id"] in read.gone:
-            missing.append(("task_missing", step["step_key"], step["sf_task_id"]))
+            got.missing.append(("task_missing", step["step_key"], step["sf_task_id"]))
         if rec is None:
             continue
         done = bool(rec.get("IsClosed"))
-        completed += done
+        got.completed += done
         update = {"step_key": step["step_key"], "sf_status": rec.get("Status")}
         if done:
             update |= {
@@ -200,34 +207,52 @@ def read_back(
                 "completed_at": to_utc(rec.get("CompletedDateTime"))
                 or dt.datetime.combine(today, dt.time(12), dt.UTC),
             }
-        step_updates.append(update)
+        got.step_updates.append(update)
+    return got
 
-    out = {
-        "cases_read": len(case_recs),
-        "tasks_read": len(task_recs),
-        "steps_completed": completed,
-        "cases_closed_in_sf": sum(bool(u["sf_closed"]) for u in case_updates),
-        "missing": len(missing),
-        "dry_run": dry_run,
+
+def _case_update(case: Mapping, rec: Mapping, playbook: Playbook) -> dict:
+    rules, names = playbook.sla.dissatisfied_when, playbook.salesforce.case
+    closed = bool(rec.get("IsClosed"))
+    return {
+        "case_key": case["case_key"],
+        "sf_status": rec.get("Status"),
+        "account_name": (rec.get("Account") or {}).get("Name"),
+        "sf_dissatisfied": str(rec.get(rules.field) or "") == rules.equals,
+        "sf_closed": closed,
+        "sf_documented": _is_documented(rec, playbook),
+        "closed_at": to_utc(rec.get("ClosedDate")) if closed else None,
+        "root_cause": rec.get(names.root_cause),
+        "actions_taken": rec.get(names.actions_taken),
+        "outcome": rec.get(names.outcome),
     }
-    if not dry_run:
-        ledger.record_case_status(case_updates)
-        ledger.record_step_status(step_updates)
-        if contacts:
-            ledger.upsert_contacts(contacts.values())
-        for kind, key, sf_id in missing:
-            ledger.quarantine(
-                f"sla_sweep:{kind}:{key}",
-                "sla_sweep",
-                sf_id,
-                f"{kind.replace('_', ' ')} in Salesforce (deleted?)",
-                {"key": key},
-            )
-        save_marks(ledger, read)
-    out["full_read"], out["statements"] = read.full, read.statements
-    out["api_calls"] = _with_calls(sf) - start
-    log.info("read_back %s: %s", today, out)
-    return out
+
+
+def _contact_row(case: Mapping, rec: Mapping, playbook: Playbook) -> dict:
+    contact = rec.get("Contact") or {}
+    return {
+        "sf_id": rec["ContactId"],
+        "account_id": case["account_id"],
+        "email": contact.get("Email"),
+        "first_name": contact.get("FirstName"),
+        "last_name": contact.get("LastName"),
+        "opted_out": bool(contact.get(playbook.salesforce.contact.opted_out)),
+    }
+
+
+def apply_read_back(ledger, got: ReadBack) -> None:
+    ledger.record_case_status(got.case_updates)
+    ledger.record_step_status(got.step_updates)
+    if got.contacts:
+        ledger.upsert_contacts(got.contacts.values())
+    for kind, key, sf_id in got.missing:
+        ledger.quarantine(
+            f"sla_sweep:{kind}:{key}",
+            "sla_sweep",
+            sf_id,
+            f"{kind.replace('_', ' ')} in Salesforce (deleted?)",
+            {"key": key},
+        )
 
 
 # -- 2. progress and escalate --------------------------------------------------------------------------
@@ -340,51 +365,48 @@ def plan_sweep(sf, ledger, playbook: Playbook, calendar: BusinessCalendar, today
     triggers = _triggers(ledger, keys)
     names = _first_names(ledger, [c["contact_id"] for c in cases if c["contact_id"]])
     existing = {e["event_key"] for e in _events(ledger, keys)}
-    plan = {
-        "cases": {},
-        "contexts": {},
-        "activated": [],
-        "breaches": [],
-        "reminders": [],
-        "dissatisfied_start": [],
-        "dissatisfied_end": [],
-        "doc_missing": [],
-        "close": [],
-    }
+    plan = {"cases": {}, "contexts": {}} | {kind: [] for kind in PLAN_KINDS}
     for case in cases:
         key = case["case_key"]
-        ctx = step_context(
-            case,
-            playbook,
-            _case_url(sf, case["sf_case_id"]),
-            triggers.get(key, ()),
-            names.get(case["contact_id"]),
-        )
+        url = _case_url(sf, case["sf_case_id"])
+        ctx = step_context(case, playbook, url, triggers.get(key, ()), names.get(case["contact_id"]))
         plan["cases"][key], plan["contexts"][key] = case, ctx
-        by_key = {s["step_key"]: s for s in case["steps"]}
-        for step in case["steps"]:
-            if step["status"] == "completed" and step["completed_at"] and _before_close(step, case):
-                done_on = local_date(step["completed_at"], playbook)
-                for new in plan_activated_steps(ctx, step["step"], done_on, playbook, calendar):
-                    if new.key not in by_key or by_key[new.key]["sf_task_id"] is None:
-                        plan["activated"].append((key, new))
-            if step["sf_task_id"] is None:
-                continue
-            if breached(step, case, today, playbook) and f"escalation:{step['step_key']}" not in existing:
-                plan["breaches"].append((key, step))
-            elif _reminder_due(step, case, today, playbook, calendar) and (
-                f"reminder:{step['step_key']}" not in existing
-            ):
-                plan["reminders"].append((key, step))
-        if case.get("sf_dissatisfied") and not case["dissatisfied"]:
-            plan["dissatisfied_start"].append(key)
-        elif not case.get("sf_dissatisfied") and case["dissatisfied"]:
-            plan["dissatisfied_end"].append(key)
-        if case.get("sf_closed") and not case.get("sf_documented") and f"doc_missing:{key}" not in existing:
-            plan["doc_missing"].append(key)
-        if case.get("sf_closed") and case.get("sf_documented"):
-            plan["close"].append(key)
+        _plan_steps(plan, case, ctx, existing, playbook, calendar, today)
+        _plan_case_state(plan, case, existing)
     return plan
+
+
+def _plan_steps(plan: dict, case, ctx: StepContext, existing: set[str], playbook, calendar, today) -> None:
+    """Steps activated by a completion (not yet in Salesforce), breaches and pre-due reminders."""
+    key = case["case_key"]
+    by_key = {s["step_key"]: s for s in case["steps"]}
+    for step in case["steps"]:
+        if step["status"] == "completed" and step["completed_at"] and _before_close(step, case):
+            done_on = local_date(step["completed_at"], playbook)
+            for new in plan_activated_steps(ctx, step["step"], done_on, playbook, calendar):
+                if new.key not in by_key or by_key[new.key]["sf_task_id"] is None:
+                    plan["activated"].append((key, new))
+        if step["sf_task_id"] is None:
+            continue
+        if breached(step, case, today, playbook) and f"escalation:{step['step_key']}" not in existing:
+            plan["breaches"].append((key, step))
+        elif _reminder_due(step, case, today, playbook, calendar) and (
+            f"reminder:{step['step_key']}" not in existing
+        ):
+            plan["reminders"].append((key, step))
+
+
+def _plan_case_state(plan: dict, case: Mapping, existing: set[str]) -> None:
+    """Dissatisfaction starting or ending, an undocumented close to flag, a documented close."""
+    key = case["case_key"]
+    if case.get("sf_dissatisfied") and not case["dissatisfied"]:
+        plan["dissatisfied_start"].append(key)
+    elif not case.get("sf_dissatisfied") and case["dissatisfied"]:
+        plan["dissatisfied_end"].append(key)
+    if case.get("sf_closed") and not case.get("sf_documented") and f"doc_missing:{key}" not in existing:
+        plan["doc_missing"].append(key)
+    if case.get("sf_closed") and case.get("sf_documented"):
+        plan["close"].append(key)
 
 
 def _events(ledger, case_keys: Iterable[str] | None = None, on: dt.date | None = None) -> list[dict]:
@@ -517,23 +539,9 @@ def progress_and_escalate(
 ) -> dict:
     """Create activated steps, escalate breaches and dissatisfaction, flag undocumented closes, remind,
     close documented cases, and send today's notices. Every action is keyed: a rerun repeats nothing."""
-    from closed_loop.pipeline.salesforce_writes import upsert_tasks
-
     start = _with_calls(sf)
     plan = plan_sweep(sf, ledger, playbook, calendar, today)
-    out = {
-        k: len(plan[k])
-        for k in (
-            "activated",
-            "breaches",
-            "reminders",
-            "dissatisfied_start",
-            "dissatisfied_end",
-            "doc_missing",
-            "close",
-        )
-    }
-    out["dry_run"] = dry_run
+    out = {k: len(plan[k]) for k in PLAN_KINDS} | {"dry_run": dry_run}
     if dry_run:
         log.info(
             "progress_and_escalate %s dry run: %s; activated %s; breaches %s; doc_missing %s",
@@ -544,9 +552,35 @@ def progress_and_escalate(
             plan["doc_missing"],
         )
         return out | {"api_calls": 0, "emails": {}}
-    cases, ctxs = plan["cases"], plan["contexts"]
+    record_intents(ledger, plan, playbook, calendar, today)  # natural keys, before any external write
+    work = pending_work(ledger, plan, playbook, today)
+    users = _users(sf, work.usernames(playbook)) if work.anything() else {}
+    upserted, failed = write_tasks(sf, ledger, work, users, playbook, today)
+    # close documented cases (after the breach check above used their close date)
+    ledger.record_case_status(
+        {"case_key": ck, "status": "closed", "closed_at": plan["cases"][ck]["closed_at"]}
+        for ck in plan["close"]
+    )
+    # today's notices (derived from today's events, so a retry of the same day sends what is missing)
+    emails = _send_notices(sf, sender, ledger, playbook, today, run_id, work.needs_mail, work.cases, users)
+    out |= {
+        "tasks_upserted": upserted,
+        "task_failures": failed,
+        "emails": dict(emails),
+        "api_calls": _with_calls(sf) - start,
+    }
+    log.info("progress_and_escalate %s: %s", today, out)
+    if emails.get("failed"):
+        raise RuntimeError(
+            f"{emails['failed']} email(s) were not accepted by the SMTP server; retry sends them"
+        )
+    return out
 
-    # 1. intents in the ledger (natural keys) before any Salesforce write or email
+
+def record_intents(ledger, plan: dict, playbook: Playbook, calendar: BusinessCalendar, today: dt.date):
+    """The plan's steps, escalations, reminders, dissatisfaction episodes and documentation flags in the
+    ledger under natural keys (before any Salesforce write or email)."""
+    ctxs = plan["contexts"]
     ledger.upsert_case_steps(
         {
             "step_key": p.key,
@@ -562,20 +596,7 @@ def progress_and_escalate(
     for ck, step in plan["breaches"]:
         ledger.add_sla_event(_escalation_event(ck, step, ctxs[ck], playbook, calendar, today))
     for ck, step in plan["reminders"]:
-        ledger.add_sla_event(
-            {
-                "event_key": f"reminder:{step['step_key']}",
-                "kind": "reminder",
-                "case_key": ck,
-                "step_key": step["step_key"],
-                "occurred_on": today,
-                "details": {
-                    "account_name": ctxs[ck].account_name,
-                    "step": step["step"],
-                    "due_date": str(step["due_date"]),
-                },
-            }
-        )
+        ledger.add_sla_event(_reminder_event(ck, step, ctxs[ck], today))
     for ck in plan["dissatisfied_start"]:
         _start_dissatisfied_episode(ledger, ck, ctxs[ck], playbook, calendar, today)
     if plan["dissatisfied_end"]:
@@ -584,8 +605,45 @@ def progress_and_escalate(
         if ledger.add_sla_event(_doc_missing_event(ck, ctxs[ck], playbook, calendar, today)):
             ledger.record_case_status([{"case_key": ck, "doc_missing_flagged_at": dt.datetime.now(dt.UTC)}])
 
-    # 2. Tasks: activated steps and every event still without its Task (also after a crash)
-    step_rows = {p.key: (ck, p) for ck, p in plan["activated"]}
+
+def _reminder_event(case_key: str, step: Mapping, ctx: StepContext, today: dt.date) -> dict:
+    return {
+        "event_key": f"reminder:{step['step_key']}",
+        "kind": "reminder",
+        "case_key": case_key,
+        "step_key": step["step_key"],
+        "occurred_on": today,
+        "details": {
+            "account_name": ctx.account_name,
+            "step": step["step"],
+            "due_date": str(step["due_date"]),
+        },
+    }
+
+
+@dataclass
+class SweepWork:
+    """What is still to write after the intents: activated step Tasks, events without their Task (also
+    after a crash), today's events without their email, and the ledger cases they belong to."""
+
+    step_rows: dict[str, tuple[str, StepPlan]]
+    pending_events: list[dict]
+    needs_mail: list[dict]
+    cases: dict[str, dict]
+
+    def anything(self) -> bool:
+        return bool(self.step_rows or self.pending_events or self.needs_mail)
+
+    def usernames(self, playbook: Playbook) -> set[str]:
+        names = {p.owner_username for _, p in self.step_rows.values()}
+        names |= {e["details"]["task"]["_owner"] for e in self.pending_events}
+        names |= {(self.cases.get(e["case_key"]) or {}).get("lp_username") for e in self.needs_mail}
+        roles = {e["details"].get("owner_role") for e in self.needs_mail}
+        return names | {playbook.username(r) for r in roles if r in playbook.people.roles}
+
+
+def pending_work(ledger, plan: dict, playbook: Playbook, today: dt.date) -> SweepWork:
+    cases = plan["cases"]
     pending_events = [
         e for e in ledger.events_without_task(TASK_EVENT_KINDS) if (e["details"] or {}).get("task")
     ]
@@ -597,26 +655,25 @@ def progress_and_escalate(
         if e["kind"] in ("escalation", "reminder", "doc_missing")
         and ledger.get_email(_notice_key(e, known, today)) is None
     ]
-    usernames = {p.owner_username for _, p in step_rows.values()}
-    usernames |= {e["details"]["task"]["_owner"] for e in pending_events}
-    usernames |= {(cases.get(e["case_key"]) or {}).get("lp_username") for e in needs_mail}
-    usernames |= {
-        playbook.username(e["details"].get("owner_role"))
-        for e in needs_mail
-        if e["details"].get("owner_role") in playbook.people.roles
-    }
-    users = _users(sf, usernames) if (step_rows or pending_events or needs_mail) else {}
     all_cases = {**known, **_cases(ledger, {e["case_key"] for e in pending_events} - set(known))}
+    step_rows = {p.key: (ck, p) for ck, p in plan["activated"]}
+    return SweepWork(step_rows, pending_events, needs_mail, all_cases)
+
+
+def write_tasks(sf, ledger, work: SweepWork, users, playbook: Playbook, today: dt.date) -> tuple[int, int]:
+    """Upsert the activated steps' and the events' Tasks by external id; an owner who is not an active
+    user, or a refused Task, is quarantined. Returns (upserted, failed)."""
+    from closed_loop.pipeline.salesforce_writes import upsert_tasks
 
     records, owners, ext = [], {}, playbook.salesforce.task.external_id
-    for key, (ck, p) in step_rows.items():
-        case = all_cases[ck]
+    for key, (ck, p) in work.step_rows.items():
+        case = work.cases[ck]
         records.append(p.task_fields(playbook) | _refs(case) | {"OwnerId": _uid(users, p.owner_username)})
         owners[key] = ("step", key)
-    for e in pending_events:
+    for e in work.pending_events:
         task = dict(e["details"]["task"])
         owner = task.pop("_owner")
-        records.append(task | _refs(all_cases[e["case_key"]]) | {"OwnerId": _uid(users, owner)})
+        records.append(task | _refs(work.cases[e["case_key"]]) | {"OwnerId": _uid(users, owner)})
         owners[task[ext]] = ("event", e["event_key"])
     bad = [r for r in records if not r["OwnerId"]]
     records = [r for r in records if r["OwnerId"]]
@@ -647,26 +704,7 @@ def progress_and_escalate(
             ledger.set_sla_event_task(ref, res.id)
     created_at = dt.datetime.combine(today, dt.time.min, tzinfo=dt.UTC)  # the logical day
     ledger.mark_steps_created(created_steps, created_at=created_at)
-
-    # 3. close documented cases (after the breach check above used their close date)
-    ledger.record_case_status(
-        {"case_key": ck, "status": "closed", "closed_at": cases[ck]["closed_at"]} for ck in plan["close"]
-    )
-
-    # 4. today's notices (derived from today's events, so a retry of the same day sends what is missing)
-    emails = _send_notices(sf, sender, ledger, playbook, today, run_id, needs_mail, all_cases, users)
-    out |= {
-        "tasks_upserted": len(results),
-        "task_failures": failed + len(bad),
-        "emails": dict(emails),
-        "api_calls": _with_calls(sf) - start,
-    }
-    log.info("progress_and_escalate %s: %s", today, out)
-    if emails.get("failed"):
-        raise RuntimeError(
-            f"{emails['failed']} email(s) were not accepted by the SMTP server; retry sends them"
-        )
-    return out
+    return len(results), failed + len(bad)
 
 
 def _notice_key(event: Mapping, cases: Mapping[str, dict], today: dt.date) -> str:
