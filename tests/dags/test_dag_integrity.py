@@ -9,7 +9,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 DAG_FILES = sorted(p for p in (REPO / "dags").glob("*.py") if not p.name.startswith("_"))
 EXPECTED_DAGS = {"survey_dispatch", "response_intake", "sla_sweep", "quarterly_report"}
-MANUAL_DAGS = {"surveymonkey_webhooks"}  # triggered by hand: schedule None
+MANUAL_DAGS = {"surveymonkey_webhooks", "closed_loop_preflight"}  # triggered by hand: schedule None
+# Tasks that must not retry: a failed preflight check is a finding, not a transient error.
+NO_RETRY_TASKS = {("closed_loop_preflight", "preflight")}
 
 
 @pytest.fixture(scope="module")
@@ -27,20 +29,51 @@ def test_every_expected_dag_is_defined(dagbag):
     assert EXPECTED_DAGS | MANUAL_DAGS <= set(dagbag.dag_ids)
 
 
-@pytest.mark.parametrize("dag_id", sorted(EXPECTED_DAGS | MANUAL_DAGS))
-def test_house_rules(dagbag, dag_id):
-    dag = dagbag.dags.get(dag_id)
-    assert dag is not None, dag_id
-    assert dag.doc_md and len(dag.doc_md.strip()) > 40, "doc_md explains the DAG"
-    assert dag.tags and "closed-loop" in dag.tags
-    assert dag.catchup is False
-    if dag_id in MANUAL_DAGS:
-        assert dag.schedule is None, "a manual DAG says so explicitly"
-    else:
-        assert isinstance(dag.schedule, str) and dag.schedule.strip(), "an explicit cron schedule"
-        assert type(dag.timetable).__name__ == "CronTriggerTimetable"
-    assert dag.max_active_runs == 1
-    assert "dry_run" in dag.params, "every DAG honours a dry_run param"
+def house_rule_violations(dag) -> list[str]:
+    """What ``dag`` breaks of the house rules (docs/contributing.md), one line each."""
+    out = []
+    if not (dag.doc_md and len(dag.doc_md.strip()) > 40):
+        out.append("doc_md explains the DAG")
+    if not (dag.tags and "closed-loop" in dag.tags):
+        out.append("tagged closed-loop")
+    if dag.catchup is not False:
+        out.append("catchup=False")
+    if dag.dag_id in MANUAL_DAGS:
+        if dag.schedule is not None:
+            out.append("a manual DAG says so explicitly (schedule=None)")
+    elif not (isinstance(dag.schedule, str) and dag.schedule.strip()):
+        out.append("an explicit cron schedule (or listed in MANUAL_DAGS)")
+    elif type(dag.timetable).__name__ != "CronTriggerTimetable":
+        out.append("a CronTriggerTimetable")
+    if dag.max_active_runs != 1:
+        out.append("max_active_runs=1")
+    if "dry_run" not in dag.params:
+        out.append("a dry_run param")
     for task in dag.tasks:
-        assert task.owner and task.owner != "airflow", f"{task.task_id} has a real owner"
-        assert task.retries >= 2, f"{task.task_id} retries"
+        if not task.owner or task.owner == "airflow":
+            out.append(f"{task.task_id} has a real owner")
+        if task.retries < 2 and (dag.dag_id, task.task_id) not in NO_RETRY_TASKS:
+            out.append(f"{task.task_id} retries >= 2")
+    return out
+
+
+def test_house_rules_hold_for_every_dag_in_the_bag(dagbag):
+    assert len(dagbag.dags) >= len(EXPECTED_DAGS | MANUAL_DAGS)
+    broken = {dag_id: v for dag_id, dag in dagbag.dags.items() if (v := house_rule_violations(dag))}
+    assert broken == {}
+
+
+def test_a_dag_without_the_house_rules_is_caught(tmp_path):
+    from airflow.dag_processing.dagbag import DagBag
+
+    (tmp_path / "bare.py").write_text(
+        "import datetime\nfrom airflow.sdk import DAG\nfrom airflow.providers.standard.operators.empty "
+        "import EmptyOperator\n\nwith DAG('bare', start_date=datetime.datetime(2026, 1, 1)):\n"
+        "    EmptyOperator(task_id='noop')\n"
+    )
+    bag = DagBag(dag_folder=str(tmp_path))
+    assert bag.import_errors == {}
+    violations = house_rule_violations(bag.dags["bare"])
+    assert {"doc_md explains the DAG", "tagged closed-loop", "a dry_run param", "noop retries >= 2"} <= set(
+        violations
+    )
