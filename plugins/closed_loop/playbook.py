@@ -193,13 +193,6 @@ class LowScoreTrigger(_Model):
                 raise ValueError(f"band at_or_below {band.at_or_below} is outside the scale")
         return self
 
-    def severity_for(self, score: int) -> Severity | None:
-        """Severity of the lowest band containing ``score`` (bands are checked lowest first)."""
-        for band in sorted(self.bands, key=lambda b: b.at_or_below):
-            if score <= band.at_or_below:
-                return band.severity
-        return None
-
 
 class AtRiskTrigger(_Model):
     enabled: bool = True
@@ -247,14 +240,6 @@ class Topics(_Model):
         if missing:
             raise ValueError(f"topics.audience needs at least one role for {missing}")
         return self
-
-    def topic_for(self, heading: str | None, row: str | None = None) -> Topic | None:
-        """Mapped topic of a matrix row (first) or a question heading, else None."""
-        table = {normalise(k): v for k, v in self.by_heading.items()}
-        for text in (row, heading):
-            if text is not None and normalise(text) in table:
-                return table[normalise(text)]
-        return None
 
 
 class Fallback(_Model):
