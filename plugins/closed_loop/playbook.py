@@ -392,12 +392,21 @@ class EscalationOwners(_Model):
     fallback: Name
 
 
+class FlagTask(_Model):
+    """A Task the sweep gives the lead to fix something (e.g. a case closed without documentation)."""
+
+    due_business_days: int = Field(default=2, ge=0, le=MAX_DAYS)
+    priority: NonEmpty = "High"
+
+
 class Sla(_Model):
     pre_due_reminder: bool = True
     pre_due_reminder_business_days: int = Field(default=1, ge=0, le=MAX_DAYS)
     dissatisfied_when: FieldEquals
     documentation_fields: list[SfField] = Field(min_length=1)
     escalation_owners: EscalationOwners
+    escalation_priority: NonEmpty = "High"  # Task priority of every escalation
+    doc_missing_task: FlagTask = Field(default_factory=FlagTask)
 
 
 class Recovery(_Model):
@@ -414,6 +423,8 @@ class Recovery(_Model):
     # intake polls the pulse survey only while a pulse sent within this many days is unanswered (each
     # poll is a SurveyMonkey call every intake run); later answers are picked up with the next pulse
     answer_window_days: int = Field(14, ge=1, le=90)
+    # closes older than this never get a pulse (e.g. when send_on_close is switched on later)
+    pulse_lookback_days: int = Field(30, ge=1, le=MAX_DAYS)
 
 
 class Report(_Model):

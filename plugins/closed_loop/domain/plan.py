@@ -363,7 +363,7 @@ def plan_escalation(
         owner_username=playbook.username(role),
         owner_role=role,
         due_date=due,
-        priority="High",
+        priority=playbook.sla.escalation_priority,
         description=_clip(description, DESCRIPTION_MAX),
         start_date=detected_on,
     )

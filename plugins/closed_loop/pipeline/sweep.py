@@ -50,9 +50,6 @@ from closed_loop.templating import render
 log = logging.getLogger(__name__)
 
 USER_SOQL = "SELECT Id, Username, Email, Title, IsActive FROM User WHERE Username IN {values}"
-RECOVERY_LOOKBACK_DAYS = (
-    30  # closes older than this never get a pulse (e.g. when send_on_close is switched on)
-)
 TASK_EVENT_KINDS = ("escalation", "doc_missing")
 PLAN_KINDS = ("activated", "breaches", "reminders", "dissatisfied_start", "dissatisfied_end", "doc_missing",
               "close")  # fmt: skip
@@ -490,7 +487,8 @@ def _start_dissatisfied_episode(ledger, case_key: str, ctx: StepContext, playboo
 
 def _doc_missing_event(case_key: str, ctx: StepContext, playbook: Playbook, calendar, today) -> dict:
     step = next((s for s in playbook.steps if s.checks_fields), None)
-    due = calendar.add_business_days(today, 2)
+    rule = playbook.sla.doc_missing_task
+    due = calendar.add_business_days(today, rule.due_business_days)
     task = StepPlan(
         key=f"{case_key}:doc_missing",
         step="doc_missing",
@@ -498,7 +496,7 @@ def _doc_missing_event(case_key: str, ctx: StepContext, playbook: Playbook, cale
         owner_username=ctx.lp_username,
         owner_role="lp",
         due_date=due,
-        priority="High",
+        priority=rule.priority,
         description=(
             "The Case was closed without "
             + ", ".join(playbook.sla.documentation_fields)
@@ -844,7 +842,8 @@ def _plan_recovery(ledger, playbook: Playbook, today: dt.date) -> list[dict]:
     """A send row for each case closed (documented) recently that has none yet."""
     if not playbook.recovery.send_on_close:
         return []
-    since = dt.datetime.combine(today - dt.timedelta(days=RECOVERY_LOOKBACK_DAYS), dt.time(), dt.UTC)
+    lookback = dt.timedelta(days=playbook.recovery.pulse_lookback_days)
+    since = dt.datetime.combine(today - lookback, dt.time(), dt.UTC)
     with ledger.session() as s:
         stmt = (
             select(Case, Contact)
