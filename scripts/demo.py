@@ -1,17 +1,19 @@
 """`make demo`: the whole closed loop, end to end, on embedded defaults.
 
 Starts the sandbox (Salesforce + SurveyMonkey over HTTPS, seeded), a local SMTP sink writing
-demo-output/outbox/*.eml and a SQLite ledger; migrates a SQLite AIRFLOW_HOME (.airflow-demo); then walks
-a simulated quarter fortnight by fortnight, moving the sandbox clock and running the four DAGs through
-the real Airflow CLI (`airflow dags test <dag> <date>`) for each logical date; reruns the last dates to show
-that a rerun creates nothing; prints a summary, writes demo-output/summary.json and quarterly_report.html.
+demo-output/outbox/*.eml and a SQLite ledger; seeds two earlier quarters of survey history (ledger rows,
+so the report has a trend); starts Airflow as a deployment runs it (api-server, scheduler, dag-processor on a
+SQLite AIRFLOW_HOME, .airflow-demo); then walks a simulated quarter fortnight by fortnight, moving the sandbox
+clock and triggering the DAGs by logical date (intake also on the days between with new responses, before
+that day's sweep); reruns the last dates to show that a rerun creates nothing; prints a summary, writes
+demo-output/summary.json, quarterly_report.html and salesforce.md (the Cases and Tasks created).
+Afterwards `make airflow` shows every run with its task logs.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
 import sys
 import time
@@ -22,11 +24,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "plugins"), str(REPO)]
 
+from devtools.deployment import LocalDeployment  # noqa: E402
 from devtools.stack import LocalStack  # noqa: E402
 
 OUT = REPO / "demo-output"
 HOME = REPO / ".airflow-demo"
-RETURNED = re.compile(r"closed-loop result: (\{.*?\})\s")
+DAGS = ("survey_dispatch", "response_intake", "sla_sweep", "quarterly_report")
+INTAKE_BETWEEN = (3, 6)  # days after each tick on which intake also runs when new responses arrived
+HISTORY_BEFORE = date(2026, 6, 1)  # seeded history ends here (older than any reminder window)
 
 
 def ticks(start: date, end: date, step_days: int) -> list[date]:
@@ -37,36 +42,117 @@ def ticks(start: date, end: date, step_days: int) -> list[date]:
     return days
 
 
-def run(cli, dag_id: str, day: date, conf: dict | None = None) -> dict:
-    started = time.monotonic()
-    result = cli.dags_test(dag_id, day.isoformat(), conf)
-    seconds = time.monotonic() - started
-    returned = {}
-    for match in RETURNED.finditer(result.output):
-        try:
-            returned.update(
-                {
-                    k: v
-                    for k, v in json.loads(match.group(1)).items()
-                    if isinstance(v, int | float) and not isinstance(v, bool)
-                }
-            )
-        except ValueError:
-            continue
-    skipped = "state=skipped" in result.output or "AirflowSkipException" in result.output
-    state = "success" if result.ok else "FAILED"
-    figures = " ".join(f"{k}={v}" for k, v in sorted(returned.items()) if v)[:90]
-    print(
-        f"  {day}  {dag_id:<17} {state:<8} {seconds:5.1f}s  {'(skipped: not its day) ' if skipped else ''}"
-        f"{figures}",
-        flush=True,
-    )
+def schedule(days: list[date], report_date: date) -> list[tuple[date, str, bool]]:
+    """(logical date, DAG, only if new responses) in run order: each tick's dispatch, intake and sweep,
+    intake on the days between, then the report day."""
+    plan = []
+    for i, day in enumerate(days):
+        plan += [(day, "survey_dispatch", False), (day, "response_intake", False), (day, "sla_sweep", False)]
+        later = days[i + 1] if i + 1 < len(days) else report_date
+        plan += [
+            (day + timedelta(d), "response_intake", True)
+            for d in INTAKE_BETWEEN
+            if day + timedelta(d) < later
+        ]
+    return plan + [(report_date, dag, False) for dag in DAGS]
+
+
+def figures(dag_id: str, results: dict) -> str:
+    """What the run did, in words (whole phrases, never cut)."""
+    get = lambda task, key: (results.get(task) or {}).get(key) or 0  # noqa: E731
+    if dag_id == "survey_dispatch":
+        parts = [(get("send_invites", "sent"), "survey sent", "surveys sent"),
+                 (get("send_reminders", "reminded"), "reminder", "reminders")]  # fmt: skip
+    elif dag_id == "response_intake":
+        parts = [(get("ingest_responses", "recorded"), "response", "responses"),
+                 (get("ingest_responses", "negatives"), "negative", "negatives"),
+                 (get("open_cases", "cases_created"), "case opened", "cases opened"),
+                 (get("open_cases", "tasks_created"), "task", "tasks")]  # fmt: skip
+    elif dag_id == "sla_sweep":
+        p = "progress_and_escalate"
+        parts = [(get("read_back", "steps_completed"), "step completed", "steps completed"),
+                 (get(p, "breaches"), "overdue step", "overdue steps"),
+                 (get(p, "escalations") or get(p, "breaches") + get(p, "dissatisfied_start"),
+                  "escalation", "escalations"),
+                 (get(p, "close"), "case closed", "cases closed"),
+                 (get("send_recovery_pulses", "sent"), "pulse sent", "pulses sent")]  # fmt: skip
+    else:
+        report = results.get("build_and_send") or next(iter(results.values()), {})
+        return f"report {report.get('quarter', '')} {report.get('email', 'skipped (not its day)')}".strip()
+    said = [f"{n} {one if n == 1 else many}" for n, one, many in parts if n]
+    return ", ".join(said) or "nothing to do"
+
+
+def new_responses(stack, since: str) -> int:
+    """Responses the sandbox's respondents completed or changed after ``since`` (sandbox time)."""
+    raw = stack.sandbox.admin("GET", "responses")
+    raw = raw.get("responses", raw) if isinstance(raw, dict) else raw
+    return sum(1 for r in raw if (r.get("date_modified") or r.get("date_created") or "") > since)
+
+
+def run(airflow, dag_id: str, day: date, n: int, total: int) -> dict:
+    result = airflow.run_dag(dag_id, day)
+    state = "ok" if result.ok else "FAILED"
+    print(f"  run {n:>2} of {total}: {dag_id:<17} {day}  {state:<6} {result.seconds:5.1f} s  "
+          f"{figures(dag_id, result.results)}", flush=True)  # fmt: skip
     if not result.ok:
-        (OUT / "logs").mkdir(exist_ok=True)
-        log = OUT / "logs" / f"{dag_id}-{day}.log"
-        log.write_text(result.output)
-        print(f"    log: {log.relative_to(REPO)}")
-    return {"dag_id": dag_id, "date": day.isoformat(), "ok": result.ok, "seconds": round(seconds, 1)}
+        print(f"    task logs: {HOME.relative_to(REPO)}/logs/dag_id={dag_id}/run_id={result.run_id}/")
+    return {"dag_id": dag_id, "date": day.isoformat(), "ok": result.ok, "seconds": result.seconds,
+            "run_id": result.run_id, "results": result.results}  # fmt: skip
+
+
+def seed_history(ledger, before: date, seed: int) -> dict:
+    """Two earlier quarters of invites and responses (synthetic ledger rows, no Salesforce records), so the
+    quarterly report shows a trend. Only sent invites older than any reminder window: nothing to act on."""
+    from sqlalchemy import insert
+
+    from closed_loop.ledger.models import TABLES
+    from closed_loop.reporting.quarters import Quarter
+    from devtools.synthetic import synthetic_report_data
+
+    quarters = Quarter.containing(before).trailing(2)
+    data = synthetic_report_data(quarters, seed=seed, invites_per_quarter=70)
+    cutoff = pd_ts(before)
+    sends = data.survey_sends
+    sends = sends[(sends["status"] == "sent") & (sends["sent_at"] < cutoff)]
+    responses = data.responses
+    responses = responses[
+        ~responses["is_recovery"].astype(bool)
+        & responses["send_key"].isin(set(sends["send_key"]))
+        & (responses["date_created"] < cutoff)
+    ].assign(case_key=None)
+    ids = set(responses["response_id"])
+    rows = {
+        "survey_sends": sends.drop(columns=["reminder_sent_at"]),
+        "responses": responses,
+        "answers": data.answers[data.answers["response_id"].isin(ids)],
+        "triggers": data.triggers[data.triggers["response_id"].isin(ids)],
+    }
+    with ledger.session() as s:
+        for name, frame in rows.items():
+            columns = set(TABLES[name].__table__.columns.keys())
+            records = [{k: _plain(v) for k, v in r.items() if k in columns} for r in frame.to_dict("records")]
+            if records:
+                s.execute(insert(TABLES[name]), records)
+    return {"quarters": [q.label for q in quarters], "invites": len(sends), "responses": len(responses)}
+
+
+def pd_ts(day: date):
+    import pandas as pd
+
+    return pd.Timestamp(day, tz="UTC")
+
+
+def _plain(value):
+    import pandas as pd
+
+    if isinstance(value, list | tuple | dict):
+        return value
+    if value is None or pd.isna(value):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.to_pydatetime() if value.tzinfo else value.date()
+    return value.item() if hasattr(value, "item") else value
 
 
 def snapshot(stack) -> dict:
@@ -91,7 +177,7 @@ def _records(records, sobject: str) -> list:
     return list(value.values()) if isinstance(value, dict) else list(value)
 
 
-def summarise(stack, rerun_effects: dict, runs: list[dict], started: float) -> dict:
+def summarise(stack, rerun_effects: dict, runs: list[dict], started: float, sf_tasks: dict) -> dict:
     ledger = stack.ledger
     sends = ledger.read_frame("survey_sends")
     responses = ledger.read_frame("responses")
@@ -121,9 +207,14 @@ def summarise(stack, rerun_effects: dict, runs: list[dict], started: float) -> d
         else {},
         "cases_created": int(len(created_cases)),
         "cases_by_lp_role": dict(Counter(created_cases["lp_role"])) if len(created_cases) else {},
-        "tasks_created": int(len(created_steps)),
+        "tasks_created": sum(sf_tasks.values()),
+        "tasks_by_kind": sf_tasks,
+        "case_step_tasks": int(len(created_steps)),
         "tasks_by_owner": dict(Counter(created_steps["owner_username"])) if len(created_steps) else {},
         "escalations": int((events["kind"] == "escalation").sum()) if len(events) else 0,
+        "cases_escalated": int(events.loc[events["kind"] == "escalation", "case_key"].nunique())
+        if len(events)
+        else 0,
         "sla_events_by_kind": dict(Counter(events["kind"])) if len(events) else {},
         "quarantined_records": int(len(quarantine)),
         "emails_sent": len(stack.emails()),
@@ -135,30 +226,114 @@ def summarise(stack, rerun_effects: dict, runs: list[dict], started: float) -> d
     }
 
 
+def task_kind(key: str | None, step_keys: set[str]) -> str:
+    """What a Task is for, from its Closed_Loop_Key__c."""
+    if not key:
+        return "other (no closed-loop key)"
+    parts = key.split(":")
+    if parts[0] == "dq":
+        return "data-quality alert (ops)"
+    if parts[0] == "survey-reminder":
+        return "survey reminder (LP)"
+    step = parts[1] if len(parts) > 1 else ""
+    if step == "escalate":
+        return "escalation"
+    return f"SOP step: {step.replace('_', ' ')}" if step in step_keys else f"other ({parts[0]})"
+
+
+def salesforce_records(stack) -> tuple[dict, dict, dict]:
+    state = stack.sandbox.admin("GET", "state")
+    sf = state.get("sf", state.get("salesforce", {}))
+    records = sf.get("records", sf)
+    as_map = lambda name: {r["Id"]: r for r in _records(records, name)}  # noqa: E731
+    return as_map("Case"), as_map("Task"), {**as_map("User"), **as_map("Account")}
+
+
+def tasks_by_kind(stack, playbook, ext: str) -> dict[str, int]:
+    _, tasks, _ = salesforce_records(stack)
+    step_keys = {s.key for s in playbook.steps}
+    return dict(sorted(Counter(task_kind(t.get(ext), step_keys) for t in tasks.values()).items()))
+
+
+def write_listing(stack, path: Path, ext: str) -> int:
+    """demo-output/salesforce.md: every Case the demo opened with its Tasks, as an LP would see them."""
+    cases, tasks, names = salesforce_records(stack)
+    name = lambda rid: (names.get(rid) or {}).get("Name") or (names.get(rid) or {}).get("Username") or "-"  # noqa: E731
+    by_case: dict[str, list] = {}
+    for t in tasks.values():
+        by_case.setdefault(t.get("WhatId"), []).append(t)
+    lines = ["# Salesforce after the demo: Cases and their Tasks", "",
+             f"{len(cases)} Cases, {len(tasks)} Tasks (sandbox ground truth). Task status: "
+             "[x] completed, [ ] open.", ""]  # fmt: skip
+    for case in sorted(cases.values(), key=lambda c: c.get("CaseNumber") or ""):
+        lines += [
+            f"## Case {case.get('CaseNumber')} - {case.get('Subject')}",
+            f"{name(case.get('AccountId'))} | {case.get('Status')} | priority {case.get('Priority')} | "
+            f"owner {name(case.get('OwnerId'))} | opened {str(case.get('CreatedDate'))[:10]}"
+            + (f" | closed {str(case.get('ClosedDate'))[:10]}" if case.get("ClosedDate") else ""),
+            "",
+        ]
+        for t in sorted(
+            by_case.get(case["Id"], []), key=lambda t: (t.get("ActivityDate") or "", t.get("Subject"))
+        ):
+            done = "x" if t.get("Status") == "Completed" else " "
+            lines.append(f"- [{done}] due {t.get('ActivityDate')} - {t.get('Subject')} "
+                         f"({name(t.get('OwnerId'))}, {t.get('Status')})")  # fmt: skip
+        lines.append("")
+    other = [t for t in tasks.values() if t.get("WhatId") not in cases]
+    if other:
+        lines += ["## Tasks not on a follow-up Case (survey reminders, data-quality alerts)", ""]
+        for t in sorted(other, key=lambda t: (t.get("ActivityDate") or "", t.get("Subject"))):
+            lines.append(f"- due {t.get('ActivityDate')} - {t.get('Subject')} ({name(t.get('OwnerId'))}, "
+                         f"{t.get('Status')}) [{t.get(ext)}]")  # fmt: skip
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return len(cases)
+
+
+ROWS = (  # summary key, label, what it counts (printed once under the table)
+    (
+        "seeded_history_responses",
+        "seeded history",
+        "responses in earlier quarters, seeded ledger rows (trend)",
+    ),
+    ("surveys_sent", "surveys sent", "survey invitations SurveyMonkey sent"),
+    ("reminders_sent", "reminders sent", "reminders to invitees who had not answered"),
+    ("recovery_pulses_sent", "recovery pulses sent", "follow-up pulse surveys after a case closed"),
+    ("responses_ingested", "responses ingested", "responses recorded in the ledger (main + pulse)"),
+    ("negative_responses", "negative responses", "main-survey responses a trigger fired on"),
+    ("cases_created", "cases created", "follow-up Cases opened in Salesforce"),
+    ("tasks_created", "tasks created", "every Task in Salesforce, by kind below"),
+    ("escalations", "escalations", "escalation events raised"),
+    ("cases_escalated", "cases escalated", "distinct cases with an escalation"),
+    ("quarantined_records", "quarantined records", "bad records set aside for ops, not dropped"),
+    ("emails_sent", "emails sent", "emails in demo-output/outbox (notices, digests, report)"),
+    ("dag_runs", "DAG runs", "runs the scheduler executed (failed ones in brackets)"),
+    ("rerun_side_effects", "rerun side effects", "new records after rerunning the last dates (must be 0)"),
+    ("wall_time_seconds", "wall time", "seconds from start to this table"),
+)
+
+
 def print_summary(summary: dict) -> None:
-    rows = [
-        ("surveys sent", summary["surveys_sent"]),
-        ("reminders sent", summary["reminders_sent"]),
-        ("recovery pulses sent", summary["recovery_pulses_sent"]),
-        ("responses ingested", summary["responses_ingested"]),
-        ("negative responses", summary["negative_responses"]),
-        *[(f"  by trigger: {k}", v) for k, v in sorted(summary["negatives_by_trigger"].items())],
-        ("cases created", summary["cases_created"]),
-        *[(f"  LP role: {k}", v) for k, v in sorted(summary["cases_by_lp_role"].items())],
-        ("tasks created", summary["tasks_created"]),
-        *[(f"  owner: {k}", v) for k, v in sorted(summary["tasks_by_owner"].items())],
-        ("escalations", summary["escalations"]),
-        ("quarantined records", summary["quarantined_records"]),
-        ("emails sent (demo-output/outbox)", summary["emails_sent"]),
-        ("DAG runs (failed)", f"{summary['dag_runs']} ({summary['dag_runs_failed']})"),
-        ("rerun side effects", summary["rerun_side_effects"]),
-        ("wall time", f"{summary['wall_time_seconds']} s"),
-    ]
+    rows = []
+    for key, label, _ in ROWS:
+        value = summary.get(key, 0)
+        if key == "dag_runs":
+            value = f"{summary['dag_runs']} ({summary['dag_runs_failed']})"
+        rows.append((label, value))
+        if key == "negative_responses":
+            rows += [(f"  by trigger: {k}", v) for k, v in sorted(summary["negatives_by_trigger"].items())]
+        if key == "cases_created":
+            rows += [(f"  LP role: {k}", v) for k, v in sorted(summary["cases_by_lp_role"].items())]
+        if key == "tasks_created":
+            rows += [(f"  {k}", v) for k, v in summary["tasks_by_kind"].items()]
     width = max(len(r[0]) for r in rows)
     print("\n" + "=" * (width + 12))
     for label, value in rows:
-        print(f"{label:<{width}}  {value:>8}")
+        print(f"{label:<{width}}  {value!s:>8}")
     print("=" * (width + 12))
+    print("what the keys count:")
+    for _, label, meaning in ROWS:
+        print(f"  {label}: {meaning}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -171,6 +346,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
 
+    from closed_loop.playbook import load_playbook
+
+    playbook = load_playbook()
+    ext = playbook.salesforce.task.external_id
     started = time.monotonic()
     shutil.rmtree(OUT, ignore_errors=True)
     shutil.rmtree(HOME, ignore_errors=True)
@@ -182,41 +361,60 @@ def main(argv: list[str] | None = None) -> int:
     with LocalStack(
         OUT / "state", seed=args.seed, outbox=OUT / "outbox", start_clock=clock, accounts=args.accounts
     ) as stack:
-        cli = stack.airflow(HOME, CLOSED_LOOP_REPORT_DIR=str(OUT / "reports"))
-        (OUT / "connections.env").write_text("".join(f"export {k}='{v}'\n" for k, v in cli.extra_env.items()))
-        print(
-            f"sandbox {stack.sandbox.sf_instance_url}  smtp 127.0.0.1:{stack.smtp.port}  "
-            f"AIRFLOW_HOME={HOME.relative_to(REPO)}\n"
+        history = seed_history(stack.ledger, min(HISTORY_BEFORE, args.start), args.seed)
+        print(f"seeded history: {history['responses']} responses to {history['invites']} invites in "
+              f"{' and '.join(history['quarters'])} (ledger rows, for the report's trend)")  # fmt: skip
+        extra = {**stack.conn_env, "CLOSED_LOOP_REPORT_DIR": str(OUT / "reports")}
+        (OUT / "connections.env").write_text(
+            "".join(f"export {k}='{v}'\n" for k, v in stack.conn_env.items())
         )
-        print("preflight: the sandbox org and surveys against the playbook (one log line per check)")
-        runs = [run(cli, "closed_loop_preflight", args.start)]
-        print()
-        days = ticks(args.start, args.end, args.step_days)
-        for day in days:
-            stack.sandbox.admin("POST", "clock", {"now": f"{day.isoformat()}T12:00:00Z"})
-            for dag_id in ("survey_dispatch", "response_intake", "sla_sweep"):
-                runs.append(run(cli, dag_id, day))
-        stack.sandbox.admin("POST", "clock", {"now": f"{args.report_date.isoformat()}T12:00:00Z"})
-        final = ("survey_dispatch", "response_intake", "sla_sweep", "quarterly_report")
-        for dag_id in final:
-            runs.append(run(cli, dag_id, args.report_date))
+        print(f"setting up Airflow ({HOME.relative_to(REPO)}: database migration, api-server, scheduler, "
+              "dag-processor; about a minute) ...", flush=True)  # fmt: skip
+        t0 = time.monotonic()
+        with LocalDeployment(HOME, extra_env=extra).start(
+            dag_ids=(*DAGS, "closed_loop_preflight")
+        ) as airflow:
+            print(f"Airflow ready in {time.monotonic() - t0:.0f} s: sandbox {stack.sandbox.sf_instance_url}, "
+                  f"smtp 127.0.0.1:{stack.smtp.port}\n", flush=True)  # fmt: skip
+            print("preflight: the sandbox org and surveys against the playbook (one log line per check)")
+            runs = [run(airflow, "closed_loop_preflight", args.start, 1, 1)]
+            print()
+            days = ticks(args.start, args.end, args.step_days)
+            plan = schedule(days, args.report_date)
+            total, last_intake = len(plan), ""
+            for n, (day, dag_id, only_if_new) in enumerate(plan, 1):
+                now = f"{day.isoformat()}T12:00:00Z"
+                if stack.sandbox.admin("GET", "clock")["now"] < now:
+                    stack.sandbox.admin("POST", "clock", {"now": now})
+                if only_if_new and not new_responses(stack, last_intake):
+                    print(f"  run {n:>2} of {total}: {dag_id:<17} {day}  not needed: no new responses")
+                    continue
+                if dag_id == "response_intake":
+                    last_intake = stack.sandbox.admin("GET", "clock")["now"]
+                runs.append(run(airflow, dag_id, day, n, total))
 
-        print("\nrerun of the same logical dates (must create nothing):")
-        before = snapshot(stack)
-        for dag_id in final:
-            runs.append(run(cli, dag_id, args.report_date))
-        runs.append(run(cli, "sla_sweep", days[-1]))
-        after = snapshot(stack)
+            print("\nrerun of the same logical dates (must create nothing):")
+            before = snapshot(stack)
+            again = [(args.report_date, d) for d in DAGS] + [(days[-1], "sla_sweep")]
+            for i, (day, dag_id) in enumerate(again, 1):
+                runs.append(run(airflow, dag_id, day, i, len(again)))
+            after = snapshot(stack)
         rerun_effects = {k: after[k] - before[k] for k in before}
 
         reports = sorted((OUT / "reports").glob("quarterly_report_*.html"))
         if reports:
             shutil.copy(reports[-1], OUT / "quarterly_report.html")
-        summary = summarise(stack, rerun_effects, runs, started)
+        summary = summarise(stack, rerun_effects, runs, started, tasks_by_kind(stack, playbook, ext))
+        summary["seeded_history_responses"] = history["responses"]
+        summary["seeded_history"] = history
+        write_listing(stack, OUT / "salesforce.md", ext)
     (OUT / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     print_summary(summary)
-    print("\nwritten: demo-output/summary.json, demo-output/quarterly_report.html, demo-output/outbox/*.eml")
-    print("Airflow UI on the same state: make airflow   (login shown when it starts)")
+    print(
+        "\nwritten: demo-output/summary.json, quarterly_report.html, salesforce.md (Cases and Tasks), "
+        "outbox/*.eml"
+    )
+    print("Airflow UI on the same runs and task logs: make airflow")
     ok = summary["dag_runs_failed"] == 0 and summary["rerun_side_effects"] == 0
     return 0 if ok else 1
 
