@@ -30,7 +30,7 @@ from devtools.stack import LocalStack  # noqa: E402
 OUT = REPO / "demo-output"
 HOME = REPO / ".airflow-demo"
 DAGS = ("survey_dispatch", "response_intake", "sla_sweep", "quarterly_report")
-INTAKE_BETWEEN = (3, 6)  # days after each tick on which intake also runs when new responses arrived
+INTAKE_BETWEEN = (4,)  # days after each tick on which intake also runs when new responses arrived
 HISTORY_BEFORE = date(2026, 6, 1)  # seeded history ends here (older than any reminder window)
 
 
@@ -77,7 +77,7 @@ def figures(dag_id: str, results: dict) -> str:
                  (get(p, "close"), "case closed", "cases closed"),
                  (get("send_recovery_pulses", "sent"), "pulse sent", "pulses sent")]  # fmt: skip
     else:
-        report = results.get("build_and_send") or next(iter(results.values()), {})
+        report = results.get("build_and_send_report") or {}
         return f"report {report.get('quarter', '')} {report.get('email', 'skipped (not its day)')}".strip()
     said = [f"{n} {one if n == 1 else many}" for n, one, many in parts if n]
     return ", ".join(said) or "nothing to do"

@@ -140,12 +140,17 @@ def test_cases_escalated_vs_escalations_and_breaches_as_the_sweep_writes_them():
          "kind": "breach", "occurred_on": on, "details": {}},  # the same step once more: counted once
         {"event_key": "reminder:r2:investigate", "case_key": "r2", "step_key": "r2:investigate",
          "kind": "reminder", "occurred_on": on, "details": {}},
+        # one escalation for two of a case's overdue steps (no single step), each step its breach event
+        {"event_key": "escalation:r3:escalate:overdue:2", "case_key": "r3", "step_key": None,
+         "kind": "escalation", "occurred_on": on, "details": {"reason": "overdue"}},
+        *({"event_key": f"breach:r3:{s}", "case_key": "r3", "step_key": f"r3:{s}", "kind": "breach",
+           "occurred_on": on, "details": {}} for s in ("acknowledge", "investigate")),
     ]  # fmt: skip
     frames = {"sla_events": pd.DataFrame(events), "cases": pd.DataFrame([one_case()])}
     m = compute_metrics(from_ledger_frames(frames), Q, settings=SETTINGS)
     c = m.current
-    assert (c["escalations"], c["cases_escalated"], c["sla_breaches"]) == (4, 2, 3)
-    assert "2 cases were escalated (4 escalations)" in what_changed(m)
+    assert (c["escalations"], c["cases_escalated"], c["sla_breaches"]) == (5, 3, 5)
+    assert "3 cases were escalated (5 escalations)" in what_changed(m)
 
 
 def test_a_case_closed_without_documentation_is_still_open():

@@ -324,13 +324,17 @@ def normalise_root_cause(text: pd.Series) -> pd.Series:
 
 
 def _breaches(events: pd.DataFrame) -> pd.DataFrame:
-    """One row per step the sweep recorded as overdue: a "breach" event or an overdue escalation."""
-    overdue = (events["kind"] == "breach") | (
-        (events["kind"] == "escalation") & (events["reason"] == "overdue")
-    )
-    breaches = events[overdue].sort_values("occurred_on", kind="stable")
-    keyed = breaches["step_key"].notna()
-    return pd.concat([breaches[keyed].drop_duplicates("step_key"), breaches[~keyed]])
+    """One row per step the sweep recorded as overdue: its "breach" event, or (ledgers from before breach
+    events) the overdue escalation of that one step. A grouped escalation names no single step."""
+    breach = events[(events["kind"] == "breach") & events["step_key"].notna()]
+    legacy = events[
+        (events["kind"] == "escalation")
+        & (events["reason"] == "overdue")
+        & events["step_key"].notna()
+        & ~events["step_key"].isin(set(breach["step_key"]))
+    ]
+    both = pd.concat([breach, legacy]).sort_values("occurred_on", kind="stable")
+    return both.drop_duplicates("step_key")
 
 
 def _trend(data: ReportData, quarters: list[Quarter], settings: ReportSettings) -> pd.DataFrame:
