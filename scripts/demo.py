@@ -101,7 +101,7 @@ def run(airflow, dag_id: str, day: date, n: int, total: int) -> dict:
             "run_id": result.run_id, "results": result.results}  # fmt: skip
 
 
-def seed_history(ledger, before: date, seed: int) -> dict:
+def seed_history(ledger, before: date, seed: int) -> tuple[dict, dict]:
     """Two earlier quarters of invites and responses (synthetic ledger rows, no Salesforce records), so the
     quarterly report shows a trend. Only sent invites older than any reminder window: nothing to act on."""
     from sqlalchemy import insert
@@ -134,7 +134,8 @@ def seed_history(ledger, before: date, seed: int) -> dict:
             records = [{k: _plain(v) for k, v in r.items() if k in columns} for r in frame.to_dict("records")]
             if records:
                 s.execute(insert(TABLES[name]), records)
-    return {"quarters": [q.label for q in quarters], "invites": len(sends), "responses": len(responses)}
+    summary = {"quarters": [q.label for q in quarters], "invites": len(sends), "responses": len(responses)}
+    return summary, {"sends": set(sends["send_key"]), "responses": ids}
 
 
 def pd_ts(day: date):
@@ -177,10 +178,16 @@ def _records(records, sobject: str) -> list:
     return list(value.values()) if isinstance(value, dict) else list(value)
 
 
-def summarise(stack, rerun_effects: dict, runs: list[dict], started: float, sf_tasks: dict) -> dict:
+def summarise(
+    stack, rerun_effects: dict, runs: list[dict], started: float, sf_tasks: dict, seeded: dict | None = None
+) -> dict:
+    """The demo's figures; ``seeded`` (send and response keys of the seeded history) is left out."""
     ledger = stack.ledger
+    seeded = seeded or {"sends": set(), "responses": set()}
     sends = ledger.read_frame("survey_sends")
+    sends = sends[~sends["send_key"].isin(seeded["sends"])]
     responses = ledger.read_frame("responses")
+    responses = responses[~responses["response_id"].isin(seeded["responses"])]
     triggers = ledger.read_frame("triggers")
     cases = ledger.read_frame("cases")
     steps = ledger.read_frame("case_steps")
@@ -236,9 +243,17 @@ def task_kind(key: str | None, step_keys: set[str]) -> str:
     if parts[0] == "survey-reminder":
         return "survey reminder (LP)"
     step = parts[1] if len(parts) > 1 else ""
-    if step == "escalate":
-        return "escalation"
-    return f"SOP step: {step.replace('_', ' ')}" if step in step_keys else f"other ({parts[0]})"
+    if step in EVENT_TASKS:
+        return EVENT_TASKS[step]
+    return f"SOP step: {step.replace('_', ' ')}" if step in step_keys else f"other ({step or parts[0]})"
+
+
+EVENT_TASKS = {  # the second part of a case Task's key -> what an LP calls it
+    "escalate": "escalation",
+    "inform_escalation": "keep the customer informed (after an escalation)",
+    "doc_missing": "document the closed case (reminder)",
+    "late": "late completion (Case history line)",
+}
 
 
 def salesforce_records(stack) -> tuple[dict, dict, dict]:
@@ -361,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     with LocalStack(
         OUT / "state", seed=args.seed, outbox=OUT / "outbox", start_clock=clock, accounts=args.accounts
     ) as stack:
-        history = seed_history(stack.ledger, min(HISTORY_BEFORE, args.start), args.seed)
+        history, seeded = seed_history(stack.ledger, min(HISTORY_BEFORE, args.start), args.seed)
         print(f"seeded history: {history['responses']} responses to {history['invites']} invites in "
               f"{' and '.join(history['quarters'])} (ledger rows, for the report's trend)")  # fmt: skip
         extra = {**stack.conn_env, "CLOSED_LOOP_REPORT_DIR": str(OUT / "reports")}
@@ -404,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
         reports = sorted((OUT / "reports").glob("quarterly_report_*.html"))
         if reports:
             shutil.copy(reports[-1], OUT / "quarterly_report.html")
-        summary = summarise(stack, rerun_effects, runs, started, tasks_by_kind(stack, playbook, ext))
+        summary = summarise(stack, rerun_effects, runs, started, tasks_by_kind(stack, playbook, ext), seeded)
         summary["seeded_history_responses"] = history["responses"]
         summary["seeded_history"] = history
         write_listing(stack, OUT / "salesforce.md", ext)
