@@ -71,9 +71,8 @@ def figures(dag_id: str, results: dict) -> str:
     elif dag_id == "sla_sweep":
         p = "progress_and_escalate"
         parts = [(get("read_back", "steps_completed"), "step completed", "steps completed"),
-                 (get(p, "breaches"), "overdue step", "overdue steps"),
-                 (get(p, "escalations") or get(p, "breaches") + get(p, "dissatisfied_start"),
-                  "escalation", "escalations"),
+                 (get(p, "breaches"), "overdue step found", "overdue steps found"),
+                 (get(p, "dissatisfied_start"), "still dissatisfied", "still dissatisfied"),
                  (get(p, "close"), "case closed", "cases closed"),
                  (get("send_recovery_pulses", "sent"), "pulse sent", "pulses sent")]  # fmt: skip
     else:
