@@ -75,6 +75,9 @@ def figures(dag_id: str, results: dict) -> str:
                  (get(p, "dissatisfied_start"), "still dissatisfied", "still dissatisfied"),
                  (get(p, "close"), "case closed", "cases closed"),
                  (get("send_recovery_pulses", "sent"), "pulse sent", "pulses sent")]  # fmt: skip
+    elif dag_id != "quarterly_report":
+        counts = [(k, v) for r in results.values() for k, v in sorted(r.items()) if type(v) is int and v]
+        return ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counts[:6]) or "done"
     else:
         report = results.get("build_and_send_report") or {}
         return f"report {report.get('quarter', '')} {report.get('email', 'skipped (not its day)')}".strip()
