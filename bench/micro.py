@@ -17,7 +17,9 @@ import json, random, sys, time
 sys.path[:0] = sys.argv[2].split(":")
 sys.path.insert(0, sys.argv[3])
 import survey_builders as sb
-from closed_loop.domain.scoring import score_responses, score_responses_naive
+sys.path.insert(0, sys.argv[4])
+from scoring_reference import score_responses_naive
+from closed_loop.domain.scoring import score_responses
 from closed_loop.playbook import load_playbook
 
 n = int(sys.argv[1])
@@ -71,7 +73,7 @@ with DAG(dag_id="bench_empty_operators_{n}", schedule=None):
 
 def scoring_throughput(n: int) -> dict:
     proc = subprocess.run(
-        [sys.executable, "-c", SCORING, str(n), ENV_PATH, str(REPO / "tests" / "unit")],
+        [sys.executable, "-c", SCORING, str(n), ENV_PATH, str(REPO / "tests" / "unit"), str(REPO / "tests")],
         capture_output=True, text=True, check=True, cwd=REPO,
     )  # fmt: skip
     out = json.loads(proc.stdout.strip().splitlines()[-1])

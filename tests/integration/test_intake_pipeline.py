@@ -15,9 +15,9 @@ from zoneinfo import ZoneInfo
 
 import holidays
 import pytest
+from scoring_reference import score_responses_naive
 
 from closed_loop.domain.calendar import BusinessCalendar
-from closed_loop.domain.scoring import score_responses_naive
 from closed_loop.playbook import load_playbook
 from sandbox.testing import VALID_MESSAGE_BODY
 

@@ -294,8 +294,9 @@ def big_stack(tmp_path):
 def test_an_abandoned_partial_negative_opens_its_case_and_a_later_completion_updates_it(big_stack):
     from datetime import datetime, timedelta
 
+    from scoring_reference import score_responses_naive
+
     from closed_loop.domain.calendar import BusinessCalendar
-    from closed_loop.domain.scoring import score_responses_naive
     from closed_loop.hooks import ClosedLoopSalesforceHook, SurveyMonkeyHook
     from closed_loop.pipeline.intake import ingest_responses, open_cases
     from tests.integration.test_intake_pipeline import MAIN_TITLE, advance, send_invites, sync_ledger

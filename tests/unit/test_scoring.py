@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from scoring_reference import score_responses_naive
 from survey_builders import (
     AGREE,
     COMMENT,
@@ -22,7 +23,7 @@ from survey_builders import (
     survey_details,
 )
 
-from closed_loop.domain.scoring import ANSWER_COLUMNS, score_responses, score_responses_naive
+from closed_loop.domain.scoring import ANSWER_COLUMNS, score_responses
 from closed_loop.playbook import load_playbook
 
 PB = load_playbook()

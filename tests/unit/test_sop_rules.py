@@ -12,12 +12,13 @@ from decimal import Decimal
 
 import holidays
 import pytest
+from scoring_reference import score_responses_naive
 from survey_builders import COMMENT, HAPPY, MATRIX, ROWS, response, survey_details
 
 from closed_loop.domain.calendar import BusinessCalendar
 from closed_loop.domain.plan import ContactFacts, plan_activated_steps, plan_case
 from closed_loop.domain.routing import AccountFacts, route
-from closed_loop.domain.scoring import score_responses, score_responses_naive
+from closed_loop.domain.scoring import score_responses
 from closed_loop.playbook import load_playbook, normalise
 
 PB = load_playbook()
