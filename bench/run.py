@@ -66,8 +66,11 @@ def _c(n: int, size: int) -> int:
 
 
 def _query_calls(*records: int) -> int:
-    """Composite calls for independent queries returning these record counts (one page at least each)."""
-    return _c(sum(max(1, _c(n, QUERY_PAGE)) for n in records), COMPOSITE_OPS)
+    """Composite calls for independent queries returning these record counts (one page at least each):
+    5 query operations per call, and a query's next page only after its previous one (Query More needs
+    the ``nextRecordsUrl`` that page returned)."""
+    pages = [max(1, _c(n, QUERY_PAGE)) for n in records]
+    return max(_c(sum(pages), COMPOSITE_OPS), max(pages, default=0))
 
 
 def minimum(step: str, out: dict, calls: dict | None = None) -> dict:
