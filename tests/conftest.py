@@ -1,8 +1,10 @@
-"""Shared fixtures: a throw-away Airflow home for whole-DAG runs, and the repository paths."""
+"""Shared fixtures: a throw-away Airflow home for whole-DAG runs, throw-away ledgers (SQLite, PostgreSQL),
+and the repository paths."""
 
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,44 @@ def airflow_home(tmp_path_factory):
     cli = AirflowCli(tmp_path_factory.mktemp("airflow-home"))
     cli.migrate()
     return cli
+
+
+PG_SERVER = os.environ.get("CLOSED_LOOP_TEST_PG_SERVER", "postgresql+psycopg2://postgres@127.0.0.1:5432")
+
+
+@pytest.fixture
+def pg_database_url():
+    """A throw-away PostgreSQL database ``closed_loop_t_<random>`` (dropped afterwards); skips without a
+    server (``.ci/run`` starts one)."""
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(
+        f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3}
+    )
+    name = f"closed_loop_t_{secrets.token_hex(4)}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # noqa: BLE001 - any failure to reach the server means "skip", with the reason
+        admin.dispose()
+        pytest.skip(f"PostgreSQL at {PG_SERVER} unreachable ({type(exc).__name__}); `.ci/run` starts it")
+    try:
+        yield f"{PG_SERVER}/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def sqlite_ledger(tmp_path):
+    """A migrated SQLite ledger in the test's temporary folder."""
+    from closed_loop.ledger import Ledger
+
+    led = Ledger.from_url(f"sqlite:///{tmp_path / 'ledger.db'}")
+    led.migrate()
+    yield led
+    led.dispose()
 
 
 @pytest.fixture

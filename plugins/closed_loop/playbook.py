@@ -407,6 +407,9 @@ class Sla(_Model):
     escalation_owners: EscalationOwners
     escalation_priority: NonEmpty = "High"  # Task priority of every escalation
     doc_missing_task: FlagTask = Field(default_factory=FlagTask)
+    # Cases closed within this many days are still read back: a reopen (or "Still Dissatisfied") is
+    # the SOP's "remains dissatisfied" and escalates; Tasks completed after the close are recorded.
+    reopen_lookback_days: int = Field(default=30, ge=0, le=MAX_DAYS)
 
 
 class Recovery(_Model):

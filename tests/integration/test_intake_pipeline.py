@@ -526,3 +526,116 @@ def test_pulse_survey_is_polled_only_within_the_answer_window(surveyed_stack):
     run_intake(stack)  # the pulse survey's id is looked up once (cached)
     assert pages(TODAY + timedelta(days=window - 1)) == 2  # main + the pulse inside the window
     assert pages(TODAY + timedelta(days=window + 1)) == 1  # main only: the pulse's window is over
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("id", "9" * 300, "id is 300 characters (at most 64)"),
+        ("response_status", "completed" * 10, "response_status is 90 characters (at most 32)"),
+        ("collector_id", "4" * 65, "collector_id is 65 characters (at most 64)"),
+        ("question_id", "7" * 80, "pages[0].questions[0].id is 80 characters (at most 64)"),
+    ],
+)
+def test_over_long_fields_are_quarantined_and_the_batch_proceeds(surveyed_stack, monkeypatch, field, value,
+                                                                 expected):  # fmt: skip
+    """The ledger's id columns are varchar(64) (status 32): PostgreSQL refuses a longer value and the whole
+    batch failed on every run; SQLite stores it silently. Now the response is quarantined, raw kept."""
+    from closed_loop.hooks import SurveyMonkeyHook
+
+    real = SurveyMonkeyHook.iter_responses
+    target: list[str] = []  # the first response's id: poisoned whenever it is read
+
+    def with_poison(self, *args, **kwargs):
+        for raw in real(self, *args, **kwargs):
+            if not target:
+                target.append(raw["id"])
+            if raw["id"] == target[0]:
+                raw = {**raw, "pages": [dict(p, questions=list(p["questions"])) for p in raw["pages"]]}
+                if field == "question_id":
+                    raw["pages"][0]["questions"][0] = {**raw["pages"][0]["questions"][0], "id": value}
+                else:
+                    raw[field] = value
+            yield raw
+
+    monkeypatch.setattr(SurveyMonkeyHook, "iter_responses", with_poison)
+    run_intake(surveyed_stack)
+    done = {r["id"] for r in sandbox_state(surveyed_stack)["sm"]["responses"].values()
+            if r["response_status"] == "completed"}  # fmt: skip
+    recorded = set(surveyed_stack.ledger.read_frame("responses")["response_id"])
+    assert recorded == done - set(target) and len(recorded) > 10  # the rest of the batch was recorded
+    quarantine = surveyed_stack.ledger.read_frame("quarantine")
+    [row] = quarantine[quarantine["q_key"].str.startswith("intake:too_long")].to_dict("records")
+    assert expected in row["reason"]
+    assert (row["payload"]["raw"].get("id") == value) == (field == "id")  # the raw response kept
+    assert run_intake(surveyed_stack)[0].recorded == 0  # a rerun: nothing new, no failure
+
+
+def test_a_future_date_modified_never_freezes_intake(stack, monkeypatch):
+    """One response dated 2031 moved the watermark to 2031: every later response was never fetched
+    (24 of 36 in the issue). Now it is recorded, reported, and the watermark stays at the fetch time."""
+    from closed_loop.hooks import SurveyMonkeyHook
+    from closed_loop.pipeline.intake import watermark_name
+
+    real = SurveyMonkeyHook.iter_responses
+    dated: list[str] = []
+
+    def one_from_2031(self, *args, **kwargs):
+        for raw in real(self, *args, **kwargs):
+            if not dated or raw["id"] == dated[0]:
+                dated[:1] = [raw["id"]]
+                raw = {**raw, "date_modified": "2031-03-01T00:00:00+00:00"}
+            yield raw
+
+    surveyed_stack = stack
+    surveyed(stack, days=1)  # the first respondents only
+    monkeypatch.setattr(SurveyMonkeyHook, "iter_responses", one_from_2031)
+    run_intake(surveyed_stack)
+    monkeypatch.undo()
+    quarantine = surveyed_stack.ledger.read_frame("quarantine")
+    [row] = quarantine[quarantine["q_key"].str.startswith("intake:future_timestamp")].to_dict("records")
+    assert row["record_id"] == dated[0] and "2031-03-01" in row["reason"]
+    (survey_id,) = set(surveyed_stack.ledger.read_frame("responses")["survey_id"])
+    mark = datetime.fromisoformat(surveyed_stack.ledger.get_watermark(watermark_name(survey_id)))
+    assert mark.year == 2026
+    before = len(surveyed_stack.ledger.read_frame("responses"))
+    advance(surveyed_stack, advance_days=4)  # more respondents answer
+    run_intake(surveyed_stack)
+    done = {r["id"] for r in sandbox_state(surveyed_stack)["sm"]["responses"].values()
+            if r["response_status"] == "completed"}  # fmt: skip
+    recorded = set(surveyed_stack.ledger.read_frame("responses")["response_id"])
+    assert len(done) > before and recorded == done  # every later response fetched
+
+
+def test_a_reworded_question_in_surveymonkey_is_quarantined_and_alerted(surveyed_stack, monkeypatch):
+    """Rewording the "resolved?" question turned the unresolved-issue trigger off without a word (fewer
+    negatives). Now each mismatch is quarantined with its playbook key and ops gets a data-quality Task."""
+    from closed_loop.hooks import SurveyMonkeyHook
+
+    resolved = PB.triggers.unresolved_issue.question
+    real = SurveyMonkeyHook.survey_details
+
+    def reworded(self, survey_id):
+        details = real(self, survey_id)
+        for page in details["pages"]:
+            for q in page["questions"]:
+                if q["headings"][0]["heading"] == resolved:
+                    q["headings"][0]["heading"] = "Were all your implementation issues resolved?"
+        return details
+
+    monkeypatch.setattr(SurveyMonkeyHook, "survey_details", reworded)
+    run_intake(surveyed_stack)
+    quarantine = surveyed_stack.ledger.read_frame("quarantine")
+    drift = quarantine[quarantine["q_key"].str.startswith("intake:drift:")].to_dict("records")
+    assert sorted(r["payload"]["key"] for r in drift) == [
+        "topics.by_heading." + resolved,
+        "triggers.unresolved_issue.question",
+    ]
+    assert all(r["reported_at"] is not None for r in drift)  # each alerted to ops by a data-quality Task
+    dq = [t for t in survey_tasks(sandbox_state(surveyed_stack)) if t["Closed_Loop_Key__c"].startswith("dq:")]
+    assert sum("playbook/survey drift" in (t.get("Description") or "") + t["Subject"] for t in dq) == 2
+    run_intake(surveyed_stack)  # the next run finds the same drift: no second alert
+    dq_again = [
+        t for t in survey_tasks(sandbox_state(surveyed_stack)) if t["Closed_Loop_Key__c"].startswith("dq:")
+    ]
+    assert len(dq_again) == len(dq)

@@ -5,40 +5,22 @@ winner and the other worker's step becomes a no-op."""
 
 from __future__ import annotations
 
-import os
-import secrets
 import threading
 import types
 
 import pytest
 from reliability_helpers import PIPELINES, World, assert_clean, audit
-from sqlalchemy import create_engine, text
 
 pytestmark = pytest.mark.postgres
-SERVER = os.environ.get("CLOSED_LOOP_TEST_PG_SERVER", "postgresql+psycopg2://postgres@127.0.0.1:5432")
 
 
 @pytest.fixture
-def pg_world(tmp_path):
+def pg_world(tmp_path, pg_database_url):
     """A LocalStack whose ledger is a throw-away PostgreSQL database (dropped afterwards)."""
     from devtools.stack import LocalStack
 
-    admin = create_engine(
-        f"{SERVER}/postgres", isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3}
-    )
-    name = f"closed_loop_rel_{secrets.token_hex(4)}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001 - no server: skip, as the ledger's own PostgreSQL suite does
-        pytest.skip(f"PostgreSQL not reachable: {type(exc).__name__}")
-    try:
-        with LocalStack(tmp_path / "pg", seed=7, ledger_url=f"{SERVER}/{name}") as local, local.connections():
-            yield World(local)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with LocalStack(tmp_path / "pg", seed=7, ledger_url=pg_database_url) as local, local.connections():
+        yield World(local)
 
 
 # (pipeline, where both workers meet, what the loser's step must amount to)

@@ -7,7 +7,6 @@ import datetime as dt
 import pytest
 from sqlalchemy import update
 
-from closed_loop.ledger import Ledger
 from closed_loop.ledger.models import Email
 from closed_loop.pipeline import outbox
 
@@ -25,11 +24,8 @@ class FakeSender:
 
 
 @pytest.fixture
-def ledger(tmp_path):
-    led = Ledger.from_url(f"sqlite:///{tmp_path / 'ledger.db'}")
-    led.migrate()
-    yield led
-    led.dispose()
+def ledger(sqlite_ledger):
+    return sqlite_ledger
 
 
 def message(key="k1"):

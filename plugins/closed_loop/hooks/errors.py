@@ -21,6 +21,11 @@ def require_https(url: str, what: str) -> str:
     return url
 
 
+class SmtpOutcomeUnknown(Exception):
+    """The connection broke after the message data was handed to the SMTP server and before its reply:
+    the server may have accepted it. Under the at-most-once policy it is never resent automatically."""
+
+
 class SalesforceApiError(Exception):
     """A whole Salesforce call failed (per-record failures are returned, never raised).
 

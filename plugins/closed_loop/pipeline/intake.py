@@ -180,25 +180,77 @@ def _parse_ts(value: Any) -> datetime | None:
         return None
 
 
-def _fetch(sm_hook, ledger, survey_id: str, overlap_minutes: int) -> tuple[list[dict], str | None]:
+FUTURE_SKEW = timedelta(minutes=5)  # clock skew tolerated between SurveyMonkey and this worker
+PAGE = 100
+
+
+def _fetch(
+    sm_hook, ledger, survey_id: str, overlap_minutes: int, problems: list | None = None
+) -> tuple[list[dict], str | None]:
     """Completed responses modified since the watermark minus the overlap (all when there is none),
-    deduplicated by id (latest kept), and the new watermark value (never moves backwards)."""
+    deduplicated by id (latest kept), and the new watermark value (never moves backwards).
+
+    The watermark never passes the fetch time: a ``date_modified`` after it (plus a small skew) is
+    impossible, reported in ``problems`` (the response is still recorded) and ignored for the watermark,
+    so one bad timestamp cannot freeze intake."""
+    fetched_at = utcnow()
     previous = _parse_ts(ledger.get_watermark(watermark_name(survey_id)))
     since = previous - timedelta(minutes=overlap_minutes) if previous else None
     by_id: dict[str, dict] = {}
     not_objects: list[Any] = []  # kept: _with_ids quarantines them (never dropped silently)
     newest = previous
-    for raw in sm_hook.iter_responses(survey_id=survey_id, start_modified_at=since, per_page=100):
+    for raw in _read_since(sm_hook, survey_id, since):
         if not isinstance(raw, dict):
             not_objects.append(_storable(raw))
             continue
         raw = _storable(raw)
         by_id[str(raw.get("id"))] = raw
         modified = _parse_ts(raw.get("date_modified"))
+        if modified and modified > fetched_at + FUTURE_SKEW:
+            if problems is not None:
+                problems.append(_future_problem(raw, modified, fetched_at))
+            continue
         if modified and (newest is None or modified > newest):
             newest = modified
     fresh = _changed(ledger, list(by_id.values())) + not_objects
     return fresh, newest.isoformat() if newest and newest != previous else None
+
+
+def _read_since(sm_hook, survey_id: str, since: datetime | None) -> Iterable[Any]:
+    """Every response modified since ``since``, oldest first, read page by page from the last
+    ``date_modified`` seen (keyset paging) instead of by page number: a response modified during the
+    fetch moves to the end of the list and shifts later ones back, which made plain offset paging skip
+    one response at each page boundary. Boundary items are read twice and deduplicated by the caller;
+    a page whose items all share one second (no progress) falls back to offset paging from there."""
+    start = since
+    while True:
+        pages = sm_hook.iter_responses(survey_id=survey_id, start_modified_at=start, per_page=PAGE)
+        batch = []
+        for raw in pages:
+            batch.append(raw)
+            if len(batch) == PAGE:
+                break
+        yield from batch
+        if len(batch) < PAGE:
+            return
+        last = next((_parse_ts(r.get("date_modified")) for r in reversed(batch) if isinstance(r, dict)), None)
+        last = last.replace(microsecond=0) if last else None  # SurveyMonkey filters to the second
+        if last is None or (start is not None and last <= start):
+            yield from pages  # no progress by time: the rest by page number (at worst a duplicate read)
+            return
+        start = last
+
+
+def _future_problem(raw: Mapping, modified: datetime, fetched_at: datetime) -> _Problem:
+    rid = str(raw.get("id"))[:64]
+    return _Problem(
+        f"intake:future_timestamp:{rid}:{modified.isoformat()}",
+        rid,
+        f"date_modified {modified.isoformat()} is after the fetch time "
+        f"{fetched_at.isoformat(timespec='seconds')}: an impossible timestamp; the response is recorded, "
+        "the watermark ignores it",
+        {"response_id": rid, "date_modified": raw.get("date_modified")},
+    )
 
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
@@ -469,11 +521,12 @@ def read_intake(
     main_id = resolve_survey_id(sm_hook, ledger, playbook.surveys.main, dry_run)
     if main_id is None:
         raise LookupError(f"no SurveyMonkey survey titled {playbook.surveys.main.title!r}")
+    problems: list[_Problem] = []
     try:
-        main_raw, main_mark = _fetch(sm_hook, ledger, main_id, overlap)
+        main_raw, main_mark = _fetch(sm_hook, ledger, main_id, overlap, problems)
     except SurveyMonkeyNotFound:  # the cached id went stale (survey replaced): look it up again once
         main_id = resolve_survey_id(sm_hook, ledger, playbook.surveys.main, dry_run, refresh=True)
-        main_raw, main_mark = _fetch(sm_hook, ledger, main_id, overlap)
+        main_raw, main_mark = _fetch(sm_hook, ledger, main_id, overlap, problems)
     got = IntakeInputs(main_id, main_raw, main_mark)
     if now is not None:
         abandoned_raw, got.partial_mark = _fetch_abandoned(
@@ -488,19 +541,21 @@ def read_intake(
     if _recovery_outstanding(ledger, window_start):
         got.pulse_id = resolve_survey_id(sm_hook, ledger, playbook.surveys.recovery_pulse, dry_run)
         if got.pulse_id:
-            got.pulse_raw, got.pulse_mark = _fetch(sm_hook, ledger, got.pulse_id, overlap)
+            got.pulse_raw, got.pulse_mark = _fetch(sm_hook, ledger, got.pulse_id, overlap, problems)
     got.fetched, got.recovery_fetched = len(got.main_raw) + len(got.pulse_raw), len(got.pulse_raw)
     got.main_raw, bad = _with_ids(got.main_raw, main_id)
     got.pulse_raw, bad_pulse = _with_ids(got.pulse_raw, got.pulse_id or "")
-    got.malformed = bad + bad_pulse
+    got.malformed = problems + bad + bad_pulse
     orphans = _unplanned_negatives(ledger, {str(r["id"]) for r in got.main_raw})
     got.replanned = len(orphans)
     got.main_raw += orphans
     _join_ledger(ledger, got)
     if got.main_raw:
         got.main_details = sm_hook.survey_details(main_id)
+        got.malformed += _drift_problems(got.main_details, main_id, playbook, main=True)
     if got.pulse_raw:
         got.pulse_details = sm_hook.survey_details(got.pulse_id)
+        got.malformed += _drift_problems(got.pulse_details, got.pulse_id, playbook, main=False)
     return got
 
 
@@ -672,17 +727,50 @@ def apply_intake(ledger, inputs: IntakeInputs, plan: IntakePlan, playbook) -> No
         ledger.set_watermark(partial_watermark_name(inputs.main_id), inputs.partial_mark)
 
 
+def _drift_problems(details: Mapping, survey_id: str, playbook, main: bool) -> list[_Problem]:
+    """One problem per playbook text the survey just read does not have (a reworded question or a typo
+    in the playbook silently turns a trigger off); keyed by survey, key path and text, so it is
+    alerted once per drift, not once per run."""
+    from closed_loop.domain.drift import main_survey_drift, pulse_survey_drift
+    from closed_loop.domain.survey import SurveyDetailsError, parse_survey_details
+
+    try:
+        index = parse_survey_details(details)
+    except SurveyDetailsError:
+        return []  # scoring reports a malformed details document itself
+    found = (main_survey_drift if main else pulse_survey_drift)(index, playbook)
+    if found:
+        log.warning("intake: %d playbook/survey mismatch(es) on survey %s", len(found), survey_id)
+    problems = []
+    for m in found:
+        digest = hashlib.sha256(f"{m.key}\n{m.text}\n{m.problem}".encode()).hexdigest()[:16]
+        problems.append(_Problem(
+            f"intake:drift:{survey_id}:{digest}", survey_id,
+            f"playbook/survey drift: {m} - the rule cannot fire until the playbook or the survey is fixed",
+            {"survey_id": survey_id, "key": m.key, "text": m.text, "problem": m.problem},
+        ))  # fmt: skip
+    return problems
+
+
 def _with_ids(raws: list[dict], survey_id: str) -> tuple[list[dict], list[_Problem]]:
-    """Responses that carry an id; the others cannot be stored and are quarantined by content hash."""
+    """Responses that carry an id and fit the ledger's columns; the others cannot be stored and are
+    quarantined by content hash, the raw JSON kept (an over-long id failed the whole batch on
+    PostgreSQL, which enforces ``varchar(n)``; SQLite does not)."""
     good, bad = [], []
     for raw in raws:
         rid = raw.get("id") if isinstance(raw, dict) else None
-        if isinstance(rid, str | int) and not isinstance(rid, bool):
+        valid = isinstance(rid, str | int) and not isinstance(rid, bool)
+        overlong = _overlong(raw) if valid else []
+        if valid and not overlong:
             good.append(raw)
             continue
         digest = hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:32]
-        what = "has no id" if isinstance(raw, dict) else f"is not a JSON object ({type(raw).__name__})"
-        bad.append(_Problem(f"intake:no_id:{digest}", None, f"a response of survey {survey_id} {what}",
+        if overlong:
+            key, what = f"intake:too_long:{digest}", "does not fit the ledger: " + "; ".join(overlong[:5])
+        else:
+            key = f"intake:no_id:{digest}"
+            what = "has no id" if isinstance(raw, dict) else f"is not a JSON object ({type(raw).__name__})"
+        bad.append(_Problem(key, None, f"a response of survey {survey_id} {what}",
                             {"survey_id": survey_id, "raw": raw}))  # fmt: skip
     return good, bad
 
@@ -728,6 +816,26 @@ def update_completed_partials(sf_hook, ledger, playbook, dry_run: bool = False) 
             done += 1
     log.info("open_cases: %d case(s) updated with their completed response", done)
     return done
+
+
+_ID_CHARS = Response.__table__.c.response_id.type.length  # every SurveyMonkey id column is varchar(64)
+_FIELD_CHARS = {"response_status": Response.__table__.c.response_status.type.length}
+
+
+def _overlong(value: Any, where: str = "") -> list[str]:
+    """Paths of id fields (``id``, ``*_id``) and bounded fields longer than their ledger column."""
+    out: list[str] = []
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        path = f"{where}[{key}]" if isinstance(key, int) else (f"{where}.{key}" if where else str(key))
+        if isinstance(item, dict | list):
+            out += _overlong(item, path)
+            continue
+        name = key if isinstance(key, str) else ""
+        limit = _FIELD_CHARS.get(name) or (_ID_CHARS if name == "id" or name.endswith("_id") else None)
+        if limit and isinstance(item, str | int) and not isinstance(item, bool) and len(str(item)) > limit:
+            out.append(f"{path} is {len(str(item))} characters (at most {limit})")
+    return out
 
 
 def _store_plans(ledger, plans: list[CasePlan], playbook, partial_keys: Iterable[str] = ()) -> None:

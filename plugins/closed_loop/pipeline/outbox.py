@@ -1,22 +1,31 @@
 """Send-once email through the ledger: intent row -> SMTP -> mark sent.
 
 Choice (at most once): ``send_once`` writes the ledger intent (natural key) before the SMTP call.
-- SMTP raised: the server did not accept the message, so the intent is deleted and a retry sends it.
-- Hard crash after the server accepted it but before the ledger mark: the intent stays. It is never
-  resent automatically (a duplicate customer email is worse than a missing one); the next ops digest
-  lists it as "unconfirmed" and marks it so, and a human checks the mail log.
+- SMTP raised before the data phase: the server did not accept the message, so the intent is deleted
+  and a retry sends it.
+- The connection broke after the data was sent (a lost 250 reply, a timeout) or a hard crash after the
+  server accepted it but before the ledger mark: it may have been delivered. It is never resent
+  automatically (a duplicate customer email is worse than a missing one); the next ops digest lists it as
+  "unconfirmed" and marks it so, and a human checks the mail log.
+- The server refused some recipients (e.g. 550) and accepted the others: sent, and each refused address
+  is quarantined (source "smtp") so the ops digest reports it. All refused with 5xx: "refused".
+Header values (To, Subject) are made single-line: a CR/LF in an account name never breaks a message.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
-from collections.abc import Iterable
+import re
+import smtplib
+from collections.abc import Iterable, Mapping
 from email.message import EmailMessage
 from email.utils import make_msgid
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 
+from closed_loop.hooks.errors import SmtpOutcomeUnknown
 from closed_loop.ledger.models import Email
 from closed_loop.ledger.types import utcnow
 
@@ -24,6 +33,13 @@ log = logging.getLogger(__name__)
 
 KEY_HEADER = "X-Closed-Loop-Key"
 UNCONFIRMED = "unconfirmed"
+UNKNOWN = "unknown"  # the server may have accepted it (no reply after the data): reported, never resent
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def header_value(value: object) -> str:
+    """One line for a mail header: CR, LF and other control characters become a space."""
+    return re.sub(r" {2,}", " ", _CONTROL.sub(" ", str(value))).strip()
 
 
 def build_message(
@@ -31,10 +47,10 @@ def build_message(
 ) -> EmailMessage:
     """A plain-text message with an optional HTML alternative, tagged with its ledger key."""
     msg = EmailMessage()
-    msg["To"] = ", ".join(to)
-    msg["Subject"] = subject
+    msg["To"] = ", ".join(header_value(a) for a in to)
+    msg["Subject"] = header_value(subject)
     msg["Message-ID"] = make_msgid(domain="closed-loop.local")
-    msg[KEY_HEADER] = email_key
+    msg[KEY_HEADER] = header_value(email_key)
     msg.set_content(text)
     if html:
         msg.add_alternative(html, subtype="html")
@@ -63,14 +79,50 @@ def send_once(
     if not ledger.email_intent(email_key, kind, recipients(message), str(message["Subject"]), run_id):
         return _state(ledger.get_email(email_key))
     try:
-        sender.send_message(message)
+        refused = sender.send_message(message) or {}
+    except SmtpOutcomeUnknown as exc:  # maybe delivered: keep it, never resend, report it
+        _set_status(ledger, email_key, UNKNOWN)
+        log.warning("email %s (%s): SMTP outcome unknown (%s); not resent, reported", email_key, kind, exc)
+        return UNCONFIRMED
+    except smtplib.SMTPRecipientsRefused as exc:  # every recipient refused: nothing was sent
+        _clear_intent(ledger, email_key)
+        record_refused(ledger, email_key, kind, exc.recipients)
+        permanent = all(int(code) >= 500 for code, _ in exc.recipients.values())
+        return "refused" if permanent else "failed"
     except Exception as exc:  # not accepted: clear the intent so the task's retry sends it
-        with ledger.session() as s:
-            s.execute(delete(Email).where(Email.email_key == email_key, Email.status == "intent"))
+        _clear_intent(ledger, email_key)
         log.warning("email %s (%s) not accepted: %s", email_key, kind, type(exc).__name__)
         return "failed"
     ledger.mark_email_sent(email_key)
+    if refused:
+        record_refused(ledger, email_key, kind, refused)
     return "sent"
+
+
+def record_refused(ledger, email_key: str, kind: str, refused: Mapping[str, tuple]) -> int:
+    """Quarantine each recipient the mail server refused (one row per address; the digest reports them)."""
+    for address, (code, reply) in sorted(refused.items()):
+        text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+        digest = hashlib.sha256(address.casefold().encode()).hexdigest()[:16]
+        ledger.quarantine(
+            f"smtp:refused:{email_key}:{digest}",
+            "smtp",
+            email_key,
+            f"mail server refused a recipient of the {kind} email: {code} {text}"[:500],
+            {"email_key": email_key, "recipient": address, "code": int(code), "reply": text[:500]},
+        )
+    log.warning("email %s (%s): %d recipient(s) refused by the mail server", email_key, kind, len(refused))
+    return len(refused)
+
+
+def _clear_intent(ledger, email_key: str) -> None:
+    with ledger.session() as s:
+        s.execute(delete(Email).where(Email.email_key == email_key, Email.status == "intent"))
+
+
+def _set_status(ledger, email_key: str, status: str) -> None:
+    with ledger.session() as s:
+        s.execute(update(Email).where(Email.email_key == email_key).values(status=status))
 
 
 def _state(row: dict | None) -> str:
@@ -78,13 +130,13 @@ def _state(row: dict | None) -> str:
 
 
 def unconfirmed_emails(ledger, older_than: dt.timedelta = dt.timedelta(minutes=10)) -> list[dict]:
-    """Intents never marked sent (a crash between SMTP and the ledger), older than ``older_than`` so a
-    send in flight elsewhere is not reported."""
+    """Emails that may or may not have been delivered: intents never marked sent (a crash between SMTP
+    and the ledger) older than ``older_than`` (a send in flight elsewhere is not reported), and every
+    send whose reply was lost after the data phase."""
     cutoff = utcnow() - older_than
+    stale = (Email.status == "intent") & (Email.created_at < cutoff)
     with ledger.session() as s:
-        rows = s.scalars(
-            select(Email).where(Email.status == "intent", Email.created_at < cutoff).order_by(Email.email_key)
-        )
+        rows = s.scalars(select(Email).where(or_(stale, Email.status == UNKNOWN)).order_by(Email.email_key))
         return [{"email_key": r.email_key, "kind": r.kind, "created_at": r.created_at} for r in rows]
 
 
@@ -92,5 +144,5 @@ def mark_unconfirmed(ledger, keys: Iterable[str]) -> int:
     """Mark reported intents "unconfirmed" (still never resent; no longer listed)."""
     keys = list(keys)
     with ledger.session() as s:
-        stmt = update(Email).where(Email.email_key.in_(keys), Email.status == "intent")
+        stmt = update(Email).where(Email.email_key.in_(keys), Email.status.in_(("intent", UNKNOWN)))
         return s.execute(stmt.values(status=UNCONFIRMED)).rowcount

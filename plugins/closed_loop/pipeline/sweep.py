@@ -38,7 +38,7 @@ from closed_loop.domain.plan import (
     plan_escalation,
 )
 from closed_loop.domain.routing import internal_call_audience
-from closed_loop.ledger.models import Case, Contact, SlaEvent, SurveySend, Trigger
+from closed_loop.ledger.models import Case, CaseStep, Contact, SlaEvent, SurveySend, Trigger
 from closed_loop.ledger.types import to_utc
 from closed_loop.pipeline import outbox
 from closed_loop.pipeline.read_back_queries import read_tracked, save_marks
@@ -142,10 +142,14 @@ def read_back(
     """Read the open pipeline Cases and not-completed step Tasks that changed since the last sweep (or were
     never read) and record them in the ledger (``read_back_queries``: a few Composite calls).
 
-    Cases and Tasks deleted in Salesforce are quarantined once. Returns counts.
+    Cases the ledger closed within ``sla.reopen_lookback_days`` are tracked too: one reopened in Salesforce
+    (open again, or set to the dissatisfied status) is open again in the ledger and dissatisfied (SOP
+    6.1: the customer remains dissatisfied, so the sweep escalates it); a Task completed after its Case
+    closed is recorded. Cases and Tasks deleted in Salesforce are quarantined once. Returns counts.
     """
     start = _with_calls(sf)
     cases = [c for c in ledger.open_cases_and_steps() if c["sf_case_id"]]
+    cases += _recently_closed(ledger, today - dt.timedelta(days=playbook.sla.reopen_lookback_days))
     steps = [s for c in cases for s in c["steps"] if s["sf_task_id"] and s["status"] != "completed"]
     read = read_tracked(
         sf,
@@ -164,6 +168,7 @@ def read_back(
         "tasks_read": len(read.tasks),
         "steps_completed": got.completed,
         "cases_closed_in_sf": sum(bool(u["sf_closed"]) for u in got.case_updates),
+        "cases_reopened": sum(u.get("status") == "open" for u in got.case_updates),
         "missing": len(got.missing),
         "dry_run": dry_run,
     }
@@ -209,14 +214,19 @@ def plan_read_back(cases, steps, read, playbook: Playbook, today: dt.date) -> Re
 
 
 def _case_update(case: Mapping, rec: Mapping, playbook: Playbook) -> dict:
+    """A case the ledger closed that Salesforce shows open again, or dissatisfied, is reopened: open in
+    the ledger and "remains dissatisfied" (SOP 6.1), so the plan escalates it."""
     rules, names = playbook.sla.dissatisfied_when, playbook.salesforce.case
     closed = bool(rec.get("IsClosed"))
+    dissatisfied = str(rec.get(rules.field) or "") == rules.equals
+    reopened = case["status"] == "closed" and (not closed or dissatisfied)
     return {
         "case_key": case["case_key"],
+        **({"status": "open"} if reopened else {}),
         "sf_status": rec.get("Status"),
         "account_name": (rec.get("Account") or {}).get("Name"),
-        "sf_dissatisfied": str(rec.get(rules.field) or "") == rules.equals,
-        "sf_closed": closed,
+        "sf_dissatisfied": dissatisfied or reopened,
+        "sf_closed": closed and not reopened,
         "sf_documented": _is_documented(rec, playbook),
         "closed_at": to_utc(rec.get("ClosedDate")) if closed else None,
         "root_cause": rec.get(names.root_cause),
@@ -250,6 +260,25 @@ def apply_read_back(ledger, got: ReadBack) -> None:
             f"{kind.replace('_', ' ')} in Salesforce (deleted?)",
             {"key": key},
         )
+
+
+def _recently_closed(ledger, since: dt.date) -> list[dict]:
+    """Cases the ledger closed on or after ``since`` (the look-back window), each with its ``steps``."""
+    cutoff = dt.datetime.combine(since, dt.time.min, tzinfo=dt.UTC)
+    with ledger.session() as s:
+        closed = (Case.status == "closed") & (Case.closed_at >= cutoff) & Case.sf_case_id.is_not(None)
+        cases = [_row(c) for c in s.scalars(select(Case).where(closed).order_by(Case.case_key))]
+        keys = [c["case_key"] for c in cases]
+        steps: dict[str, list[dict]] = defaultdict(list)
+        if keys:
+            query = select(CaseStep).where(CaseStep.case_key.in_(keys))
+            for step in s.scalars(query.order_by(CaseStep.due_date, CaseStep.step_key)):
+                steps[step.case_key].append(_row(step))
+    return [c | {"steps": steps[c["case_key"]]} for c in cases]
+
+
+def _row(record) -> dict:
+    return {c.key: getattr(record, c.key) for c in type(record).__table__.columns}
 
 
 # -- 2. progress and escalate --------------------------------------------------------------------------
@@ -821,9 +850,19 @@ def _send(ledger, sender, key, to, subject, template, context, kind, run_id) -> 
             {"email_key": key},
         )
         return "no_address"
-    text = render(f"{template}.txt", **context)
-    html = render(f"{template}.html", **context)
-    message = outbox.build_message(key, [to], subject, text, html)
+    try:
+        text = render(f"{template}.txt", **context)
+        html = render(f"{template}.html", **context)
+        message = outbox.build_message(key, [to], subject, text, html)
+    except Exception as exc:  # one bad message never stops the others
+        ledger.quarantine(
+            f"sla_sweep:bad_email:{key}",
+            "sla_sweep",
+            None,
+            f"the {kind} email could not be built: {type(exc).__name__}: {str(exc)[:200]}",
+            {"email_key": key},
+        )
+        return "quarantined"
     return outbox.send_once(ledger, sender, key, message, kind, run_id)
 
 
