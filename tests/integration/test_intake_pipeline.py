@@ -410,7 +410,8 @@ def test_salesforce_record_failures_are_quarantined_and_retried_next_run(surveye
     failed = [q for q in stack.ledger.unreported_quarantine() if q["q_key"].startswith("salesforce:")]
     assert len(failed) == 2 and all("UNABLE_TO_LOCK_ROW" in q["reason"] for q in failed)
     _, reopened, _, _ = run_intake(stack)
-    assert reopened.cases_created == 2 and reopened.tasks_created == 12 and reopened.alerts_sent == 2
+    # written on this run: the refusals are resolved, never alerted (an alarm must not outlive its cause)
+    assert reopened.cases_created == 2 and reopened.tasks_created == 12 and reopened.alerts_sent == 0
     state = sandbox_state(stack)
     truth = ground_truth(stack, state)
     assert {c["Survey_Response_Id__c"] for c in survey_cases(state)} == {
@@ -639,3 +640,28 @@ def test_a_reworded_question_in_surveymonkey_is_quarantined_and_alerted(surveyed
         t for t in survey_tasks(sandbox_state(surveyed_stack)) if t["Closed_Loop_Key__c"].startswith("dq:")
     ]
     assert len(dq_again) == len(dq)
+
+
+def test_an_alarm_about_a_refused_case_is_closed_once_the_case_exists(surveyed_stack):
+    """Issue 19 item 11a: a Case refused twice is alerted to ops; when a later run writes it, that alert's
+    data-quality Task is completed (and a refusal written on the very next run is never alerted)."""
+    stack = surveyed_stack
+    for _ in range(2):  # refused on two runs: the second run alerts ops about the first refusals
+        stack.sandbox.admin("POST", "faults", {"sf_collection_fail_indexes": [0, 1]})
+        _, opened, _, _ = run_intake(stack)
+    assert opened.failures == 2 and opened.alerts_sent == 2
+    refused = {q["record_id"] for q in stack.ledger.read_frame("quarantine").to_dict("records")
+               if q["q_key"].startswith("salesforce:case:")}  # fmt: skip
+    assert len(refused) == 2
+
+    def alarms(state):
+        return [t for t in survey_tasks(state) if t["Closed_Loop_Key__c"].startswith("dq:salesforce:case:")]
+
+    assert {t["Status"] for t in alarms(sandbox_state(stack))} == {PB.salesforce.task.open_status}
+    _, fixed, _, _ = run_intake(stack)
+    assert fixed.cases_created == 2 and fixed.alerts_closed == 2 and fixed.alerts_sent == 0
+    state = sandbox_state(stack)
+    assert len(alarms(state)) == 2
+    assert {t["Status"] for t in alarms(state)} == {PB.salesforce.task.completed_status}
+    assert {c["Survey_Response_Id__c"] for c in survey_cases(state)} >= refused
+    assert run_intake(stack)[1].alerts_closed == 0  # closed once

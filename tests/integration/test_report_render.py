@@ -133,7 +133,7 @@ def chromium(tmp_path: Path, name: str, url: str, window: tuple[int, int], *extr
         f"--user-data-dir={tmp_path / ('profile-' + name)}", f"--window-size={window[0]},{window[1]}",
         *extra, url,
     ]  # fmt: skip
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=1800, check=False)  # hang guard
 
 
 def layout(html: str, tmp_path: Path, device: str, width: int, height: int = 900) -> tuple[dict, Path]:

@@ -32,7 +32,16 @@ from closed_loop.domain.recovery import pulse_dissatisfaction
 from closed_loop.domain.routing import AccountFacts, route
 from closed_loop.domain.scoring import Trigger
 from closed_loop.hooks.errors import SurveyMonkeyNotFound
-from closed_loop.ledger.models import Account, Case, CaseStep, Contact, Response, SurveySend, Watermark
+from closed_loop.ledger.models import (
+    Account,
+    Case,
+    CaseStep,
+    Contact,
+    Quarantine,
+    Response,
+    SurveySend,
+    Watermark,
+)
 from closed_loop.ledger.types import to_utc, utcnow
 from closed_loop.ledger.upsert import insert_if_absent
 from closed_loop.pipeline.lead import ROLES_CHECKED, decide_leads, read_accounts
@@ -112,6 +121,7 @@ class OpenSummary:
     tasks_updated: int = 0
     failures: int = 0
     alerts_sent: int = 0
+    alerts_closed: int = 0  # data-quality Tasks completed because their record now exists
     owner_fallbacks: int = 0
     rerouted: int = 0  # Cases whose lead changed with the accounts/users as Salesforce has them now
     recovery_escalations: int = 0  # negative recovery pulses escalated (SOP 6)
@@ -885,6 +895,26 @@ def _case_ids(ledger, keys: Iterable[str]) -> dict[str, str]:
         return dict(s.execute(stmt).all())
 
 
+def _close_fixed_alerts(sf_hook, ledger, done: list[str], playbook) -> int:
+    """Complete the data-quality Task of every alert whose record now exists in Salesforce (a refused
+    Case or Task written on a retry), so ops is not left with an alarm that outlived its cause. One
+    Task upsert call, only when there is something to close."""
+    if not done:
+        return 0
+    with ledger.session() as s:
+        stmt = select(Quarantine.q_key).where(
+            Quarantine.q_key.in_(done), Quarantine.resolved_at.is_(None), Quarantine.reported_at.is_not(None)
+        )
+        fixed = sorted(s.scalars(stmt))
+    if not fixed:
+        return 0
+    ext, status = playbook.salesforce.task.external_id, playbook.salesforce.task.completed_status
+    rows = [{ext: _dq_key(k), "Status": status} for k in fixed]
+    closed = sum(r.ok for r in upsert_tasks(sf_hook, rows, ext))
+    log.info("open_cases: %d data-quality alert(s) closed: their record now exists", closed)
+    return closed
+
+
 def _alert_task(alert: Mapping, owner_id: str, what_id: str | None, playbook, due: date) -> dict:
     payload = alert.get("payload") or {}
     ids = ", ".join(f"{k}={v}" for k, v in sorted(payload.items()) if isinstance(v, str))
@@ -1106,12 +1136,15 @@ def apply_open(sf_hook, ledger, plan: OpenPlan, playbook, calendar, today: date,
             reason = f"Salesforce refused the Case: {res.error}"
             plan.owners.problems.append(_Problem(f"salesforce:case:{res.key}", res.key, reason, payload))
     task_rows = step_task_rows(plan, case_ids)
+    written = {f"salesforce:case:{k}" for k in case_ids}  # refused earlier, written now: no alarm
+    plan.alerts = [a for a in plan.alerts if a["q_key"] not in written]
     alert_keys = _alert_rows(ledger, plan, playbook, calendar.add_business_days(today, 1), task_rows)
     created, reported = _write_tasks(sf_hook, task_rows, alert_keys, plan, playbook, summary)
     summary.owner_fallbacks = plan.owners.fallbacks
     ledger.mark_steps_created(created, created_at=opened_at)
     ledger.mark_quarantine_reported(reported)
     done = [f"salesforce:case:{k}" for k in case_ids] + [f"salesforce:task:{k}" for k in created]
+    summary.alerts_closed = _close_fixed_alerts(sf_hook, ledger, done, playbook)
     ledger.resolve_quarantine(done)
     for problem in {p.q_key: p for p in plan.owners.problems}.values():
         ledger.quarantine(**problem.row(SF_SOURCE))
