@@ -32,7 +32,7 @@ def browse(url: str, tmp_path: Path, name: str, *extra: str) -> str:
         f"--user-data-dir={tmp_path / ('profile-' + name)}", "--window-size=1400,1000",
         "--virtual-time-budget=30000", *extra, url,
     ]  # fmt: skip
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=False).stdout
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=1800, check=False).stdout  # hang guard
 
 
 @pytest.fixture
