@@ -118,7 +118,6 @@ class Company(_Model):
     name: Line
     team_name: Line
     support_email: Email
-    website: Line
 
 
 class Role(_Model):
@@ -413,7 +412,6 @@ class Sla(_Model):
 
 
 class Recovery(_Model):
-    pulse_survey_title: Line
     send_on_close: bool = True
     satisfaction_question: NonEmpty = "How satisfied are you with how we handled your feedback?"
     satisfied_answers: list[NonEmpty] = Field(default_factory=lambda: ["Very satisfied", "Satisfied"])
@@ -472,7 +470,6 @@ class TaskFields(_Model):
 
 
 class Salesforce(_Model):
-    api_version: Annotated[str, Field(pattern=r"^\d+\.\d$")]
     account: AccountFields
     contact: ContactFields
     case: CaseFields
@@ -521,10 +518,6 @@ class Playbook(_Model):
                     f"steps[{i}].activation: {step.key!r} waits on its own completion "
                     f"({step.activation!r}), so it is never created"
                 )
-        if normalise(self.recovery.pulse_survey_title) == normalise(self.surveys.main.title):
-            raise ValueError(
-                f"recovery.pulse_survey_title: equals the main survey title {self.surveys.main.title!r}"
-            )
         for topic, audience in self.topics.audience.items():
             for role in audience:
                 if role not in roles:

@@ -200,7 +200,6 @@ def test_a_huge_playbook_is_refused_before_parsing(tmp_path):
             ["steps[5].activation", "'follow_up' waits on its own completion"],
         ),
         (("surveys", "recovery_pulse", "title"), "post-implementation  FEEDBACK", ["surveys", "same title"]),
-        (("recovery", "pulse_survey_title"), "Post-Implementation Feedback", ["recovery.pulse_survey_title"]),
         (
             ("triggers", "alarming_comment", "patterns", 0),
             r"(\w+)\s+\1",
