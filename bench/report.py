@@ -473,17 +473,22 @@ def _brief(out: dict) -> str:
     return ", ".join(f"{k}={out[k]}" for k in keep if k in out)
 
 
+def _calls_over_minimum(scales: dict) -> list[str]:
+    """Each step/system whose measured calls exceed 1.1x the documented minimum."""
+    return [
+        f"{step}/{system} at {name}: {v['measured']} calls vs minimum {v['min']} ({v['ratio']}x)"
+        for name, scale in scales.items()
+        for step, r in scale["steps"].items()
+        for system, v in r.get("vs_min", {}).items()
+        if v["ratio"] is not None and v["ratio"] > 1.1
+    ]
+
+
 def findings(results: dict) -> list[str]:
     """Short findings computed from the figures (so they stay true on every run)."""
     out = []
     scales = results.get("scales", {})
-    over = []
-    for name, scale in scales.items():
-        for step, r in scale["steps"].items():
-            for system, v in r.get("vs_min", {}).items():
-                if v["ratio"] is not None and v["ratio"] > 1.1:
-                    over.append(f"{step}/{system} at {name}: {v['measured']} calls vs minimum {v['min']} "
-                                f"({v['ratio']}x)")  # fmt: skip
+    over = _calls_over_minimum(scales)
     missing = [n for n in ("today", "10x", "100x") if n not in scales]
     if missing and not results.get("quick"):
         out.append(f"- Scales measured: {', '.join(scales)}; NOT measured in this run: {', '.join(missing)} "
