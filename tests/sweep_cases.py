@@ -13,6 +13,7 @@ from closed_loop.domain.calendar import BusinessCalendar
 from closed_loop.domain.plan import ContactFacts, plan_case
 from closed_loop.domain.routing import AccountFacts, route
 from closed_loop.domain.scoring import ResponseScore
+from closed_loop.pipeline.intake import plan_to_json
 from closed_loop.pipeline.salesforce_writes import resolve_user_ids, upsert_cases, upsert_tasks
 from closed_loop.playbook import load_playbook
 
@@ -23,9 +24,11 @@ ACCOUNTS = (
 CONTACTS = "SELECT Id, AccountId, FirstName, LastName, Email FROM Contact WHERE AccountId IN {values}"
 
 
-def open_cases(sf, ledger, received_on: dt.date, n: int = 8, playbook=None, offset: int = 0) -> list:
+def open_cases(
+    sf, ledger, received_on: dt.date, n: int = 8, playbook=None, offset: int = 0, triggers=(), comments=()
+) -> list:
     """Open ``n`` cases for the first accounts (by name, from ``offset``) that have a contact with an
-    email. Returns the CasePlans."""
+    email, each with ``triggers`` and ``comments`` as their score's. Returns the CasePlans."""
     playbook = playbook or load_playbook()
     calendar = BusinessCalendar.from_playbook(playbook)
     accounts = list(sf.query(ACCOUNTS))
@@ -41,7 +44,12 @@ def open_cases(sf, ledger, received_on: dt.date, n: int = 8, playbook=None, offs
             acc["Id"], acc["Name"], acc.get("MRR__c"), tsm.get("Username"), bool(tsm.get("IsActive", True))
         )
         score = ResponseScore(
-            f"sweep-test-{offset + i:03d}", True, ("high", "medium", "low")[i % 3], ("implementation",), ()
+            f"sweep-test-{offset + i:03d}",
+            True,
+            ("high", "medium", "low")[i % 3],
+            ("implementation",),
+            tuple(triggers),
+            comments=tuple(comments),
         )
         contact = contacts[acc["Id"]]
         routing = route(facts, score.topics, playbook)
@@ -80,6 +88,8 @@ def open_cases(sf, ledger, received_on: dt.date, n: int = 8, playbook=None, offs
                 "severity": plan.severity,
                 "priority": plan.priority,
                 "topics": list(plan.context.topics),
+                "account_name": plan.context.account_name,
+                "plan": plan_to_json(plan, playbook),
             }
         )
         ledger.upsert_case_steps(

@@ -142,6 +142,7 @@ class People(_Model):
 class SurveyRef(_Model):
     title: Line
     id: str | None = None
+    link: str | None = None  # the survey's public link (what an LP sends a biller who lost the email)
 
 
 class Surveys(_Model):

@@ -446,6 +446,25 @@ def test_hostile_values_are_escaped_in_soql(env):
     assert users[task["OwnerId"]] == "doi@closedloop.example"
 
 
+def test_the_lp_reminder_task_carries_the_survey_link(env):
+    """Issue 17: the SOP asks to remind the biller and gives the survey's link; the Task carries it."""
+    env.run_day(START, reminders=False)
+    key = sends(env, status="sent")[0]["send_key"]
+    with env.ledger.session() as s:
+        from sqlalchemy import update
+
+        from closed_loop.ledger.models import SurveySend
+
+        s.execute(update(SurveySend).where(SurveySend.send_key == key)
+                  .values(reminder_key="r", reminder_sent_at=dt.datetime.now(dt.UTC)))  # fmt: skip
+    assert dispatch.create_lp_reminder_tasks(env.sf, env.ledger, env.playbook, START) == 1
+    [task] = [
+        t for t in env.admin("GET", "records/Task") if t.get("Closed_Loop_Key__c") == f"survey-reminder:{key}"
+    ]
+    # the SOP's Background: "The survey can be found here: https://www.surveymonkey.com/r/..."
+    assert "https://www.surveymonkey.com/r/Post_Implementation_Feedback" in task["Description"]
+
+
 # -- pure planning ---------------------------------------------------------------------------------------
 
 RULES = SimpleNamespace(

@@ -12,6 +12,7 @@ from decimal import Decimal, InvalidOperation
 
 import pytest
 
+from closed_loop.domain.wording import flag_sentence
 from closed_loop.playbook import load_playbook
 from tests.integration.test_intake_pipeline import (
     ground_truth,
@@ -73,7 +74,7 @@ def test_an_inactive_tsm_is_not_the_lead_anywhere_and_the_case_is_flagged(stack)
         assert tasks["customer_call"]["Subject"].startswith("Schedule a call with the customer")
         assert TSM_TITLE not in tasks["acknowledge"]["Description"]
         assert PB.people.roles["doi"].title in tasks["acknowledge"]["Description"]
-        assert "tsm_missing" in case["Description"]
+        assert flag_sentence(PB.routing.missing_tsm.flag, PB) in case["Description"]  # in words (issue 17)
         assert f"intake:tsm_missing:{case['AccountId']}" in _quarantine(stack)
         steps = {s["step"]: s for s in stack.ledger.read_frame("case_steps").to_dict("records")
                  if s["case_key"] == rid}  # fmt: skip
@@ -106,7 +107,8 @@ def test_an_inactive_doi_hands_the_lead_and_the_summary_to_management(stack):
     vp_id, vp_title = user_ids(state)[VP], PB.people.roles["management"].title
     for rid in doi_led:
         _, case, tasks = _case_and_tasks(stack, rid)
-        assert case["OwnerId"] == vp_id and "role_inactive" in case["Description"]
+        assert case["OwnerId"] == vp_id
+        assert flag_sentence(PB.routing.inactive_user.flag, PB) in case["Description"]  # in words
         summary = tasks["internal_call"]["Description"]
         assert f"To: {vp_title}, {PB.people.roles['ms'].title}" in summary  # DOI's part -> management
         assert stack.ledger.get_case(rid)["lp_username"] == VP

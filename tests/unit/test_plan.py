@@ -47,7 +47,8 @@ def test_case_fields():
     assert plan.owner_username == TSM
     for text in (ROWS[0], ROWS[3], '"Disagree"', '"Strongly Disagree"', CONTACT, NEGATIVE[COMMENT], URL):
         assert text in fields["Description"]
-    assert "is in the SOP's negative answers" in fields["Description"]
+    assert f'Answered "Strongly Disagree" to "{MATRIX} \u2014 {ROWS[3]}"' in fields["Description"]
+    assert "tsm1@closedloop.example" not in fields["Description"]  # people, not usernames
 
 
 def test_on_open_steps_due_dates_and_owners():
@@ -82,7 +83,7 @@ def test_step_descriptions_carry_the_rendered_templates():
     assert "Call attendees: Director of Implementations, Marketing Specialist" in call
     assert NEGATIVE[COMMENT] in call and URL in call
     assert steps["customer_call"].subject == "Attend the customer's next TSM call: Acme Dental"
-    assert "Root_Cause__c, Actions_Taken__c, Outcome__c" in steps["document"].description
+    assert "Root Cause, Actions Taken, Outcome" in steps["document"].description
 
 
 def test_variants_for_small_and_top_accounts():
@@ -90,7 +91,7 @@ def test_variants_for_small_and_top_accounts():
     assert small["customer_call"].subject.startswith("Schedule a call with the customer")
     assert small["acknowledge"].owner_username == "doi@closedloop.example"
     assert "Director of Implementations" in small["acknowledge"].description
-    assert "Thank you for completing our post-implementation survey" in small["acknowledge"].description
+    assert "Thank you for taking the time to provide feedback" in small["acknowledge"].description
     top = {s.step: s for s in make_plan(NEGATIVE, mrr=Decimal("25000")).steps}
     assert top["acknowledge"].description.count("Call first") == 1
 
@@ -131,7 +132,7 @@ def test_escalations():
         "doi@closedloop.example",
     )
     assert overdue.due_date == date(2025, 7, 11) and overdue.priority == "High"
-    assert "was due 2025-07-08" in overdue.description
+    assert "due 2025-07-08, 1 business day late" in overdue.description
     unhappy = plan_escalation(plan, "dissatisfied", date(2025, 8, 4), PB, CAL)
     assert (unhappy.key, unhappy.owner_username) == ("r1:escalate:dissatisfied", "vp.cs@closedloop.example")
     doi_led = make_plan(NEGATIVE, mrr=Decimal("100"))

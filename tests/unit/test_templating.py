@@ -7,11 +7,9 @@ from datetime import date
 import pytest
 from jinja2 import UndefinedError
 
-from closed_loop.domain.scoring import Trigger
 from closed_loop.templating import environment, render
 
 EVIL = '<script>alert("x")</script><img src=x onerror=alert(1)>'
-TRIGGER = Trigger("alarming_comment", "q7", "Anything else?", None, EVIL, "comment matches 'x'", "high")
 
 
 def test_escalation_notice_escapes_customer_text():
@@ -19,25 +17,28 @@ def test_escalation_notice_escapes_customer_text():
         "escalation_notice.html",
         company="Northwind Billing",
         reason="overdue",
+        owner_name="Dana",
         account_name="O'Brien & <Sons>",
         case_subject="Follow-up",
         case_url="https://example.my.salesforce.com/500X",
+        response_url=None,
         owner_title="Director of Implementations",
-        step_title="Acknowledge",
-        due_date=date(2025, 7, 8),
-        triggers=[TRIGGER],
+        late_steps=[{"subject": "Acknowledge", "due_date": date(2025, 7, 8), "days_late": 2}],
+        why=[f'Wrote: "{EVIL}"'],
         comments=[("Anything else?", EVIL)],
+        mrr=None,
+        lead="Tess Manager (Transition Success Manager)",
     )
     assert "<script>" not in html and "<img" not in html
     assert "&lt;script&gt;" in html and "O&#39;Brien &amp; &lt;Sons&gt;" in html
-    assert "was due on 2025-07-08" in html
+    assert "due 2025-07-08, 2 business day(s) late" in html and "Hello Dana," in html
 
 
 def test_lp_overdue_notice_escapes_account_names():
     html = render(
         "lp_overdue_notice.html",
         company="Northwind Billing",
-        lp_title="Transition Success Manager",
+        lp_name="Tess",
         steps=[
             {
                 "account_name": EVIL,
@@ -53,7 +54,11 @@ def test_lp_overdue_notice_escapes_account_names():
 
 def test_text_drafts_are_not_escaped():
     text = render(
-        "follow_up_email.txt", company="O'Brien & Sons", contact_first_name="Dana", sender_title="TSM"
+        "follow_up_email.txt",
+        company="O'Brien & Sons",
+        contact_first_name="Dana",
+        sender_name="Tess Manager",
+        sender_title="TSM",
     )
     assert "O'Brien & Sons" in text and "Hi Dana," in text
 

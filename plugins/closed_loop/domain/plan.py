@@ -7,12 +7,14 @@ when another completes (the follow-up, anchored on the acknowledgement's complet
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import TYPE_CHECKING, Any, Literal
 
 from closed_loop.domain.calendar import BusinessCalendar
 from closed_loop.domain.routing import AccountFacts, Routing
+from closed_loop.domain.wording import describe_trigger, field_labels, flag_sentence
 from closed_loop.playbook import Playbook, Step
 from closed_loop.templating import render
 
@@ -63,6 +65,19 @@ class StepContext:
     flags: tuple[str, ...] = ()
     inactive_roles: tuple[str, ...] = ()  # role users inactive when the Case was planned
     problems: tuple[str, ...] = ()  # answers that could not be read (kept for a re-plan)
+    lead_name: str | None = None  # the Lead Person's name and title as Salesforce knows them (User)
+    lead_title: str | None = None
+    case_url: str | None = None  # the Salesforce Case, once it exists
+
+
+UNSIGNED = "[Your name]"
+
+
+def signed(ctx: StepContext, user: dict | None) -> StepContext:
+    """``ctx`` with the lead's name and title from their Salesforce User record (``Name``, ``Title``)."""
+    if not user:
+        return ctx
+    return replace(ctx, lead_name=user.get("Name") or None, lead_title=user.get("Title") or None)
 
 
 @dataclass(frozen=True)
@@ -133,6 +148,20 @@ def _title_of(role: str, playbook: Playbook) -> str:
     return TSM_TITLE if role == "tsm" else playbook.people.roles[role].title
 
 
+def lead_words(ctx: StepContext, playbook: Playbook) -> str:
+    """The lead as a person: "Dana Okafor (Director of Implementations)", else the role's title."""
+    title = ctx.lead_title or _title_of(ctx.lp_role, playbook)
+    return f"{ctx.lead_name} ({title})" if ctx.lead_name else title
+
+
+def links(ctx: StepContext) -> list[str]:
+    """The response and (once it exists) the Case, each labelled with what it points to."""
+    out = [f"Survey response (SurveyMonkey): {ctx.response_url}"] if ctx.response_url else []
+    if ctx.case_url:
+        out.append(f"Salesforce Case: {ctx.case_url}")
+    return out
+
+
 def _owner(step_owner: str, ctx: StepContext, playbook: Playbook) -> str:
     return ctx.lp_username if step_owner == "lp" else playbook.username(step_owner)
 
@@ -149,7 +178,8 @@ def _template_context(ctx: StepContext, playbook: Playbook) -> dict[str, Any]:
     return {
         "company": playbook.company.name,
         "contact_first_name": ctx.contact_first_name or "there",
-        "sender_title": _title_of(ctx.lp_role, playbook),
+        "sender_name": ctx.lead_name or UNSIGNED,
+        "sender_title": ctx.lead_title or _title_of(ctx.lp_role, playbook),
         "channel": ctx.channel,
         "tier": ctx.tier,
         "topics": ctx.topics or (playbook.topics.default_topic,),
@@ -159,9 +189,10 @@ def _template_context(ctx: StepContext, playbook: Playbook) -> dict[str, Any]:
         "severity": ctx.severity,
         "attendees": [_title_of(role, playbook) for role in ctx.audience],
         "triggers": list(ctx.triggers),
+        "why": [describe_trigger(t, playbook) for t in ctx.triggers],
         "comments": list(ctx.comments),
         "response_url": ctx.response_url,
-        "flags": ctx.flags,
+        "flags": [flag_sentence(f, playbook) for f in ctx.flags],
     }
 
 
@@ -184,12 +215,12 @@ def _plan_step(
     if step.key == "internal_call" or step.template == "internal_summary.txt":
         parts.append("Call attendees: " + ", ".join(_title_of(r, playbook) for r in ctx.audience))
     if step.checks_fields:
-        parts.append("Fill in on the Case: " + ", ".join(step.checks_fields))
+        parts.append("Fill in on the Case: " + ", ".join(field_labels(step.checks_fields)))
     if step.template:
         values = _template_context(ctx, playbook)
         values["summary_to"] = [_title_of(r, playbook) for r in summary_recipients(step, ctx, playbook)]
         parts.append("-" * 60 + "\n" + render(step.template, **values).strip())
-    parts.append(f"Survey response: {ctx.response_url}")
+    parts.append("\n".join(links(ctx)))
     return StepPlan(
         key=f"{ctx.response_id}:{step.key}",
         step=step.key,
@@ -203,25 +234,29 @@ def _plan_step(
     )
 
 
+def render_step(
+    step_key: str, ctx: StepContext, anchor: date, playbook: Playbook, calendar: BusinessCalendar
+) -> StepPlan:
+    """Plan one playbook step again from a (re-signed) context, e.g. once its owner's name is known."""
+    return _plan_step(playbook.step(step_key), ctx, anchor, playbook, calendar)
+
+
 def _case_description(score: ResponseScore, ctx: StepContext, playbook: Playbook) -> str:
     lines = [
         f"Negative post-implementation survey response {score.response_id} (severity {score.severity}).",
-        f"Account: {ctx.account_name} | tier {ctx.tier} | lead {_title_of(ctx.lp_role, playbook)} "
-        f"({ctx.lp_username})",
+        f"Account: {ctx.account_name} | tier {ctx.tier} | lead {lead_words(ctx, playbook)}",
         "",
         "Why it was flagged:",
     ]
-    for t in score.triggers:
-        where = f"{t.heading} / {t.row}" if t.row else t.heading
-        lines.append(f'- [{t.severity}] {where}: "{t.answer}" ({t.rule})')
+    lines += [f"- {describe_trigger(t, playbook)} ({t.severity} severity)" for t in score.triggers]
     if score.comments:
         lines += ["", "Customer's comments:"]
         lines += [f'- {heading}: "{text}"' for heading, text in score.comments]
     if ctx.flags:
-        lines += ["", "Data-quality flags: " + ", ".join(ctx.flags)]
+        lines += ["", "Data to fix first: " + "; ".join(flag_sentence(f, playbook) for f in ctx.flags)]
     if score.problems:
         lines += ["", "Answers that could not be read: " + "; ".join(score.problems)]
-    lines += ["", f"Survey response: {ctx.response_url}"]
+    lines += ["", *links(ctx)]
     return _clip("\n".join(lines), DESCRIPTION_MAX)
 
 
@@ -314,17 +349,51 @@ def plan_activated_steps(
 
 
 def escalation_owner(
-    reason: Literal["dissatisfied", "overdue"], playbook: Playbook, overdue_step: StepPlan | None = None
+    reason: Literal["dissatisfied", "overdue"],
+    playbook: Playbook,
+    overdue_step: StepPlan | Sequence[StepPlan] | None = None,
 ) -> str:
     """Role that receives the escalation: the playbook mapping, or the fallback when that would hand a
     late step back to the very user who is late (e.g. an LP who is the DOI)."""
     owners = playbook.sla.escalation_owners
-    if reason == "dissatisfied" or overdue_step is None:
+    late = _as_steps(overdue_step)
+    if reason == "dissatisfied" or not late:
         return owners.dissatisfied
-    role = owners.overdue.get(overdue_step.owner_role, owners.fallback)
-    if playbook.username(role) == overdue_step.owner_username:
+    first = late[0]
+    role = owners.overdue.get(first.owner_role, owners.fallback)
+    if any(playbook.username(role) == s.owner_username for s in late):
         return owners.fallback
     return role
+
+
+def _as_steps(steps: StepPlan | Sequence[StepPlan] | None) -> tuple[StepPlan, ...]:
+    if steps is None:
+        return ()
+    return (steps,) if isinstance(steps, StepPlan) else tuple(steps)
+
+
+def _step_name(step: StepPlan, ctx: StepContext) -> str:
+    """The step as its Task reads, without the account (already on the escalation)."""
+    return step.subject.removesuffix(f": {ctx.account_name}")
+
+
+def _late_lines(
+    late: Sequence[StepPlan], ctx: StepContext, detected_on: date, calendar: BusinessCalendar
+) -> list[str]:
+    out = []
+    for s in late:
+        n = calendar.business_days_between(s.due_date, detected_on)
+        out.append(f"- {_step_name(s, ctx)}: due {s.due_date}, {n} business day{'s' if n != 1 else ''} late")
+    return out
+
+
+def _dissatisfied_lines(ctx: StepContext, playbook: Playbook) -> list[str]:
+    lines = ["The customer is still dissatisfied after the follow-up.", "", "What the customer told us:"]
+    lines += [f"- {describe_trigger(t, playbook)}" for t in ctx.triggers] or ["- (no answers on record)"]
+    if ctx.comments:
+        lines += ["", "In their own words:"] + [f'- "{text}"' for _, text in ctx.comments]
+    lines += ["", f"MRR: {ctx.mrr if ctx.mrr is not None else 'unknown'} | Lead: {lead_words(ctx, playbook)}"]
+    return lines
 
 
 def plan_escalation(
@@ -333,27 +402,32 @@ def plan_escalation(
     detected_on: date,
     playbook: Playbook,
     calendar: BusinessCalendar,
-    overdue_step: StepPlan | None = None,
+    overdue_step: StepPlan | Sequence[StepPlan] | None = None,
 ) -> StepPlan:
-    """The escalation Task (key "<response_id>:escalate:dissatisfied" or ":escalate:overdue:<step>")."""
+    """The escalation Task. Dissatisfied: key "<response_id>:escalate:dissatisfied". Overdue: one Task
+    for the steps of one case found late in one sweep, key "<response_id>:escalate:overdue:<day>" (a single
+    StepPlan keeps the per-step key ":escalate:overdue:<step>")."""
     ctx = _context(source)
     step = next(
         s for s in playbook.steps if s.activation_kind == "on_condition" and reason in s.activation_args
     )
     role = escalation_owner(reason, playbook, overdue_step)
     due = calendar.add_business_days(detected_on, step.window.max)
-    if reason == "overdue" and overdue_step is not None:
-        why = f"'{overdue_step.subject}' was due {overdue_step.due_date} and is not completed."
-        key = f"{ctx.response_id}:{step.key}:overdue:{overdue_step.step}"
+    late = _as_steps(overdue_step)
+    if reason == "overdue" and late:
+        what = "This step is" if len(late) == 1 else f"These {len(late)} steps are"
+        why = "\n".join([f"{what} overdue and still open:", *_late_lines(late, ctx, detected_on, calendar)])
+        tail = late[0].step if isinstance(overdue_step, StepPlan) else detected_on.isoformat()
+        key = f"{ctx.response_id}:{step.key}:overdue:{tail}"
     else:
-        why = "The customer is still dissatisfied after the follow-up."
+        why = "\n".join(_dissatisfied_lines(ctx, playbook))
         key = f"{ctx.response_id}:{step.key}:{reason}"
     description = "\n\n".join(
         [
             why,
             step.description,
-            f"Lead: {ctx.lp_username}. Due {due}.",
-            f"Survey response: {ctx.response_url}",
+            f"Lead: {lead_words(ctx, playbook)}. Due {due}.",
+            "\n".join(links(ctx)),
         ]
     )
     return StepPlan(
@@ -366,4 +440,32 @@ def plan_escalation(
         priority=playbook.sla.escalation_priority,
         description=_clip(description, DESCRIPTION_MAX),
         start_date=detected_on,
+    )
+
+
+def plan_late_completion(
+    source: CasePlan | StepContext,
+    step: StepPlan,
+    completed_on: date,
+    playbook: Playbook,
+    calendar: BusinessCalendar,
+) -> StepPlan:
+    """A factual Case-history line (a Task logged as completed) for a step done after its due date: no
+    alarm, just "completed on <date>, N business days late". Key "<step key>:late"."""
+    n = calendar.business_days_between(step.due_date, completed_on)
+    late = f"{n} business day{'s' if n != 1 else ''} late"
+    return StepPlan(
+        key=f"{step.key}:late",
+        step=f"{step.step}:late",
+        subject=_clip(f"Completed late: {step.subject}", SUBJECT_MAX),
+        owner_username=step.owner_username,
+        owner_role=step.owner_role,
+        due_date=completed_on,
+        priority="Low",
+        description=_clip(
+            f"'{_step_name(step, _context(source))}' was due {step.due_date} and was completed on "
+            f"{completed_on}, {late}.\n\n" + "\n".join(links(_context(source))),
+            DESCRIPTION_MAX,
+        ),
+        start_date=completed_on,
     )

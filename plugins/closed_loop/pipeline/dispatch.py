@@ -718,6 +718,11 @@ _LP_TASK_TEXT = (
 )
 
 
+def _lp_task_text(playbook) -> str:
+    link = playbook.surveys.main.link
+    return _LP_TASK_TEXT + (f"\n\nThe survey (link to share with the biller): {link}" if link else "")
+
+
 def create_lp_reminder_tasks(sf, ledger, playbook, today: dt.date, calendar=None) -> int:
     """Upsert one Task per reminded send asking the account's LP to remind the biller (SOP). Idempotent by
     the Task external id ``survey-reminder:<send_key>``; owners resolved with one SOQL on User."""
@@ -764,7 +769,7 @@ def create_lp_reminder_tasks(sf, ledger, playbook, today: dt.date, calendar=None
         records.append({
             task_fields.external_id: f"survey-reminder:{send['send_key']}",
             "Subject": f"Remind {account['name']} to complete the post-implementation survey"[:255],
-            "Description": _LP_TASK_TEXT,
+            "Description": _lp_task_text(playbook),
             "WhatId": account["sf_id"], "WhoId": send["contact_id"], "OwnerId": owner["Id"],
             "Status": task_fields.open_status, "Priority": "Normal", "ActivityDate": due.isoformat(),
         })  # fmt: skip

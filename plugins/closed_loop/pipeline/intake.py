@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, exists, select
 
-from closed_loop.domain.plan import CasePlan, ContactFacts, StepContext, plan_case
+from closed_loop.domain.plan import CasePlan, ContactFacts, StepContext, plan_case, render_step, signed
 from closed_loop.domain.recovery import pulse_dissatisfaction
 from closed_loop.domain.routing import AccountFacts, route
 from closed_loop.domain.scoring import Trigger
@@ -46,7 +46,7 @@ from closed_loop.ledger.types import to_utc, utcnow
 from closed_loop.ledger.upsert import insert_if_absent
 from closed_loop.pipeline.lead import ROLES_CHECKED, decide_leads, read_accounts
 from closed_loop.pipeline.recovery import escalate_dissatisfied_pulses
-from closed_loop.pipeline.salesforce_writes import resolve_user_ids, upsert_cases, upsert_tasks
+from closed_loop.pipeline.salesforce_writes import resolve_users, upsert_cases, upsert_tasks
 from closed_loop.pipeline.surveys import resolve_survey_id
 
 log = logging.getLogger(__name__)
@@ -989,6 +989,11 @@ class Owners:
     fallback: str
     fallbacks: int = 0
     problems: list[_Problem] = field(default_factory=list)
+    users: dict[str, dict] = field(default_factory=dict)  # username -> User (Name, Title: signatures)
+
+    def user_for(self, username: str) -> dict | None:
+        """The User record that ends up owning ``username``'s Tasks (the fallback when inactive)."""
+        return self.users.get(username) or self.users.get(self.fallback)
 
     def id_for(self, username: str, key: str) -> str | None:
         if username in self.ids:
@@ -1083,7 +1088,8 @@ def read_owners(sf_hook, pending: list[dict], playbook) -> tuple[Owners, dict[st
     for case in pending:
         wanted.add(case["plan"]["owner_username"])
         wanted |= {s["owner_username"] for s in case["plan"]["steps"].values()}
-    return Owners(resolve_user_ids(sf_hook, wanted), fallback_user), accounts
+    users = resolve_users(sf_hook, wanted)
+    return Owners({u: r["Id"] for u, r in users.items()}, fallback_user, users=users), accounts
 
 
 def plan_open(pending: list[dict], alerts: list[dict], owners: Owners, playbook) -> OpenPlan:
@@ -1099,8 +1105,20 @@ def plan_open(pending: list[dict], alerts: list[dict], owners: Owners, playbook)
     return plan
 
 
-def step_task_rows(plan: OpenPlan, case_ids: Mapping[str, str]) -> list[dict]:
-    """The planned step Tasks of every pending case that has a Salesforce id (owners resolved)."""
+def _signed_draft(plan_json: Mapping, planned: Mapping, user: dict | None, playbook, calendar) -> dict:
+    """A step whose Description carries a draft email, rendered again signed with the name and title of
+    the Salesforce user who owns the Task (unknown at planning time); nothing for the other steps."""
+    step = next((s for s in playbook.steps if s.key == planned["step"]), None)
+    if step is None or not step.template or not user or "context" not in plan_json:
+        return {}
+    ctx = signed(context_from_json(plan_json), user)
+    anchor = date.fromisoformat(plan_json["received_on"])
+    return {"Description": render_step(step.key, ctx, anchor, playbook, calendar).description}
+
+
+def step_task_rows(plan: OpenPlan, case_ids: Mapping[str, str], playbook=None, calendar=None) -> list[dict]:
+    """The planned step Tasks of every pending case that has a Salesforce id (owners resolved; with the
+    playbook and calendar, drafts signed with their owner's Salesforce name and title)."""
     rows = []
     for case in plan.pending:
         case_id = case_ids.get(case["case_key"])
@@ -1114,6 +1132,9 @@ def step_task_rows(plan: OpenPlan, case_ids: Mapping[str, str]) -> list[dict]:
             if not owner_id:
                 continue
             row = {**planned["fields"], "OwnerId": owner_id, "WhatId": case_id}
+            if playbook is not None:
+                user = plan.owners.user_for(planned["owner_username"])
+                row |= _signed_draft(case["plan"], planned, user, playbook, calendar)
             if case.get("contact_id"):
                 row["WhoId"] = case["contact_id"]
             rows.append(row)
@@ -1135,7 +1156,7 @@ def apply_open(sf_hook, ledger, plan: OpenPlan, playbook, calendar, today: date,
             payload = {"case_key": res.key, "code": res.code}
             reason = f"Salesforce refused the Case: {res.error}"
             plan.owners.problems.append(_Problem(f"salesforce:case:{res.key}", res.key, reason, payload))
-    task_rows = step_task_rows(plan, case_ids)
+    task_rows = step_task_rows(plan, case_ids, playbook, calendar)
     written = {f"salesforce:case:{k}" for k in case_ids}  # refused earlier, written now: no alarm
     plan.alerts = [a for a in plan.alerts if a["q_key"] not in written]
     alert_keys = _alert_rows(ledger, plan, playbook, calendar.add_business_days(today, 1), task_rows)

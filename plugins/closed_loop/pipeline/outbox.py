@@ -21,7 +21,7 @@ import re
 import smtplib
 from collections.abc import Iterable, Mapping
 from email.message import EmailMessage
-from email.utils import make_msgid
+from email.utils import formatdate, make_msgid
 
 from sqlalchemy import delete, or_, select, update
 
@@ -45,10 +45,14 @@ def header_value(value: object) -> str:
 def build_message(
     email_key: str, to: Iterable[str], subject: str, text: str, html: str | None = None
 ) -> EmailMessage:
-    """A plain-text message with an optional HTML alternative, tagged with its ledger key."""
+    """A plain-text message (always) with an optional HTML alternative, dated (RFC 5322 requires a
+    ``Date:``; some clients sort undated mail as 1970) and tagged with its ledger key."""
+    if not (text or "").strip():
+        raise ValueError(f"email {email_key}: every notification needs a plain-text part")
     msg = EmailMessage()
     msg["To"] = ", ".join(header_value(a) for a in to)
     msg["Subject"] = header_value(subject)
+    msg["Date"] = formatdate(usegmt=True)
     msg["Message-ID"] = make_msgid(domain="closed-loop.local")
     msg[KEY_HEADER] = header_value(email_key)
     msg.set_content(text)

@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-USER_QUERY = "SELECT Id, Username FROM User WHERE IsActive = true AND Username IN {values}"
+USER_QUERY = (
+    "SELECT Id, Username, Name, FirstName, Title FROM User WHERE IsActive = true AND Username IN {values}"
+)
 
 
 @dataclass(frozen=True)
@@ -25,15 +27,20 @@ class WriteResult:
     code: str | None = None
 
 
-def resolve_user_ids(sf_hook, usernames: Iterable[str | None]) -> dict[str, str]:
-    """``{username: User Id}`` for the active users among ``usernames``, with one escaped SOQL query
-    (``Username IN (...)``; more only past ~300 names). Usernames match case-insensitively, as in
-    Salesforce; unknown or inactive usernames are simply absent from the result."""
+def resolve_users(sf_hook, usernames: Iterable[str | None]) -> dict[str, dict]:
+    """``{username: User record (Id, Name, FirstName, Title)}`` for the active users among ``usernames``,
+    with one escaped SOQL query (``Username IN (...)``; more only past ~300 names). Usernames match
+    case-insensitively, as in Salesforce; unknown or inactive usernames are simply absent."""
     wanted = sorted({u for u in usernames if u})
     if not wanted:
         return {}
-    found = {row["Username"].casefold(): row["Id"] for row in sf_hook.query_in_chunks(USER_QUERY, wanted)}
+    found = {row["Username"].casefold(): row for row in sf_hook.query_in_chunks(USER_QUERY, wanted)}
     return {u: found[u.casefold()] for u in wanted if u.casefold() in found}
+
+
+def resolve_user_ids(sf_hook, usernames: Iterable[str | None]) -> dict[str, str]:
+    """``{username: User Id}`` for the active users among ``usernames`` (see ``resolve_users``)."""
+    return {u: rec["Id"] for u, rec in resolve_users(sf_hook, usernames).items()}
 
 
 def upsert_by_external_id(

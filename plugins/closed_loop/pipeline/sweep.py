@@ -34,12 +34,18 @@ from closed_loop.domain.plan import (
     TSM_TITLE,
     StepContext,
     StepPlan,
+    lead_words,
     plan_activated_steps,
     plan_escalation,
+    plan_late_completion,
+    render_step,
+    signed,
 )
 from closed_loop.domain.routing import internal_call_audience
+from closed_loop.domain.wording import describe_trigger, field_labels
 from closed_loop.ledger.models import Case, CaseStep, Contact, SlaEvent, SurveySend, Trigger
 from closed_loop.ledger.types import to_utc
+from closed_loop.ledger.upsert import insert_if_absent
 from closed_loop.pipeline import outbox
 from closed_loop.pipeline.read_back_queries import read_tracked, save_marks
 from closed_loop.pipeline.surveys import carry_over_when_budget_exhausted, require_survey_id
@@ -49,10 +55,12 @@ from closed_loop.templating import render
 
 log = logging.getLogger(__name__)
 
-USER_SOQL = "SELECT Id, Username, Email, Title, IsActive FROM User WHERE Username IN {values}"
-TASK_EVENT_KINDS = ("escalation", "doc_missing")
-PLAN_KINDS = ("activated", "breaches", "reminders", "dissatisfied_start", "dissatisfied_end", "doc_missing",
-              "close")  # fmt: skip
+USER_SOQL = (
+    "SELECT Id, Username, Name, FirstName, Email, Title, IsActive FROM User WHERE Username IN {values}"
+)
+TASK_EVENT_KINDS = ("escalation", "doc_missing", "late_completion")
+PLAN_KINDS = ("activated", "breaches", "escalate", "late", "reminders", "dissatisfied_start",
+              "dissatisfied_end", "doc_missing", "close")  # fmt: skip
 
 
 # -- shared helpers ------------------------------------------------------------------------------------
@@ -315,9 +323,25 @@ def _first_names(ledger, contact_ids: Iterable[str]) -> dict[str, str | None]:
 def step_context(
     case: Mapping, playbook: Playbook, case_url: str, triggers: tuple = (), first_name: str | None = None
 ) -> StepContext:
-    """Rebuild the planning context of a ledger case (for activated steps and escalations)."""
+    """Rebuild the planning context of a ledger case (for activated steps and escalations): the context
+    intake planned with (response link, comments, MRR, flags) when the case carries it, with the ledger's
+    current lead, and ``case_url`` as the Salesforce Case link."""
     topics = tuple(case.get("topics") or ())
     priority = case.get("priority") or "Medium"
+    plan = case.get("plan") or {}
+    if plan.get("context"):
+        from closed_loop.pipeline.intake import context_from_json
+
+        ctx = context_from_json(plan)
+        return replace(
+            ctx,
+            account_name=case.get("account_name") or ctx.account_name,  # as read back today
+            contact_first_name=first_name or ctx.contact_first_name,
+            lp_role=case.get("lp_role") or ctx.lp_role,
+            lp_username=case.get("lp_username") or ctx.lp_username,
+            triggers=triggers or ctx.triggers,
+            case_url=case_url,
+        )
     return StepContext(
         response_id=case["case_key"],
         account_id=case["account_id"],
@@ -331,7 +355,8 @@ def step_context(
         severity=case.get("severity") or "medium",
         case_priority=priority,
         task_priority=playbook.priority.task.get(priority, "Normal"),
-        response_url=case_url,
+        response_url="",
+        case_url=case_url,
         triggers=triggers,
         topics=topics,
         audience=internal_call_audience(topics, playbook),
@@ -367,6 +392,12 @@ def breached(step: Mapping, case: Mapping, today: dt.date, playbook: Playbook) -
     return due < cutoff and (done_on is None or done_on > due)
 
 
+def _late_completion(step: Mapping, playbook: Playbook) -> bool:
+    """Completed, but after its due date (a fact for the Case history, not an alarm)."""
+    due, done_on = step.get("due_date"), local_date(step.get("completed_at"), playbook)
+    return step["status"] == "completed" and due is not None and done_on is not None and done_on > due
+
+
 def _reminder_due(
     step: Mapping, case: Mapping, today: dt.date, playbook: Playbook, cal: BusinessCalendar
 ) -> bool:
@@ -391,7 +422,8 @@ def plan_sweep(sf, ledger, playbook: Playbook, calendar: BusinessCalendar, today
     triggers = _triggers(ledger, keys)
     names = _first_names(ledger, [c["contact_id"] for c in cases if c["contact_id"]])
     existing = {e["event_key"] for e in _events(ledger, keys)}
-    plan = {"cases": {}, "contexts": {}} | {kind: [] for kind in PLAN_KINDS}
+    plan = {"cases": {}, "contexts": {}, "anchors": {}} | {kind: [] for kind in PLAN_KINDS}
+    plan["escalate"] = {}  # case key -> its open steps found overdue in this sweep (one escalation)
     for case in cases:
         key = case["case_key"]
         url = _case_url(sf, case["sf_case_id"])
@@ -412,10 +444,16 @@ def _plan_steps(plan: dict, case, ctx: StepContext, existing: set[str], playbook
             for new in plan_activated_steps(ctx, step["step"], done_on, playbook, calendar):
                 if new.key not in by_key or by_key[new.key]["sf_task_id"] is None:
                     plan["activated"].append((key, new))
+                    plan["anchors"][new.key] = done_on
         if step["sf_task_id"] is None:
             continue
-        if breached(step, case, today, playbook) and f"escalation:{step['step_key']}" not in existing:
+        sk = step["step_key"]
+        if _late_completion(step, playbook) and f"late:{sk}" not in existing:
+            plan["late"].append((key, step))
+        if breached(step, case, today, playbook) and not {f"breach:{sk}", f"escalation:{sk}"} & existing:
             plan["breaches"].append((key, step))
+            if step["status"] != "completed" and not case.get("sf_closed"):
+                plan["escalate"].setdefault(key, []).append(step)  # one Task per case and sweep
         elif _reminder_due(step, case, today, playbook, calendar) and (
             f"reminder:{step['step_key']}" not in existing
         ):
@@ -452,29 +490,116 @@ def _event_task(plan: StepPlan, playbook: Playbook) -> dict:
     return plan.task_fields(playbook) | {"_owner": plan.owner_username}
 
 
-def _escalation_event(case_key: str, step: Mapping, ctx: StepContext, playbook, calendar, today) -> dict:
-    overdue = _as_step_plan(step, ctx, playbook)
-    esc = plan_escalation(ctx, "overdue", today, playbook, calendar, overdue_step=overdue)
+def _step_title(step: str, playbook: Playbook) -> str:
+    return playbook.step(step).title if step in _step_keys(playbook) else step
+
+
+def _breach_event(case_key: str, step: Mapping, ctx: StepContext, playbook, escalated_to) -> dict:
+    """The SLA metric: one per breached step, whether or not it is escalated (completed late, or its
+    Case already closed, are breaches without an alarm)."""
+    done_on = local_date(step.get("completed_at"), playbook)
     return {
-        "event_key": f"escalation:{step['step_key']}",
-        "kind": "escalation",
+        "event_key": f"breach:{step['step_key']}",
+        "kind": "breach",
         "case_key": case_key,
         "step_key": step["step_key"],
+        "occurred_on": None,  # set by the caller (today)
+        "details": {
+            "account_name": ctx.account_name,
+            "step": step["step"],
+            "step_title": _step_title(step["step"], playbook),
+            "due_date": str(step["due_date"]),
+            "completed_on": str(done_on) if done_on else None,
+            "escalated_to": escalated_to,
+        },
+    }
+
+
+def _escalation_event(case_key: str, steps: list, ctx: StepContext, playbook, calendar, today) -> dict:
+    """One escalation (and one Task) for all of a case's open steps found overdue in this sweep."""
+    late = [_as_step_plan(step, ctx, playbook) for step in steps]
+    esc = plan_escalation(ctx, "overdue", today, playbook, calendar, overdue_step=late)
+    return {
+        "event_key": f"escalation:{esc.key}",
+        "kind": "escalation",
+        "case_key": case_key,
+        "step_key": steps[0]["step_key"] if len(steps) == 1 else None,
         "occurred_on": today,
         "details": {
             "reason": "overdue",
             "account_name": ctx.account_name,
-            "step": step["step"],
-            "step_title": playbook.step(step["step"]).title
-            if step["step"] in _step_keys(playbook)
-            else step["step"],
-            "due_date": str(step["due_date"]),
-            "completed_late": step["status"] == "completed",
+            "steps": [
+                {
+                    "step_key": step["step_key"],
+                    "step": step["step"],
+                    "step_title": _step_title(step["step"], playbook),
+                    "due_date": str(step["due_date"]),
+                    "days_late": calendar.business_days_between(step["due_date"], today),
+                }
+                for step in steps
+            ],
             "owner_role": esc.owner_role,
             "owner_title": _title(esc.owner_role, playbook),
             "task": _event_task(esc, playbook),
         },
     }
+
+
+def _late_event(case_key: str, step: Mapping, ctx: StepContext, playbook, calendar, today) -> dict:
+    """A factual Case-history line (a completed Task) for a step completed after its due date."""
+    done_on = local_date(step["completed_at"], playbook)
+    line = plan_late_completion(ctx, _as_step_plan(step, ctx, playbook), done_on, playbook, calendar)
+    task = _event_task(line, playbook) | {"Status": playbook.salesforce.task.completed_status}
+    return {
+        "event_key": f"late:{step['step_key']}",
+        "kind": "late_completion",
+        "case_key": case_key,
+        "step_key": step["step_key"],
+        "occurred_on": today,
+        "details": {
+            "account_name": ctx.account_name,
+            "step": step["step"],
+            "step_title": _step_title(step["step"], playbook),
+            "due_date": str(step["due_date"]),
+            "completed_on": str(done_on),
+            "days_late": calendar.business_days_between(step["due_date"], done_on),
+            "task": task,
+        },
+    }
+
+
+def _add_overdue_events(ledger, plan: dict, ctxs: Mapping, playbook, calendar, today: dt.date) -> None:
+    """Breach metrics, the grouped escalations and the late-completion lines, in one transaction (a
+    crash never leaves a breach recorded without the escalation it raised)."""
+    events, escalated_to = [], {}
+    for ck, steps in plan["escalate"].items():
+        event = _escalation_event(ck, steps, ctxs[ck], playbook, calendar, today)
+        events.append(event)
+        escalated_to |= {st["step_key"]: event["details"]["owner_title"] for st in steps}
+    for ck, step in plan["breaches"]:
+        event = _breach_event(ck, step, ctxs[ck], playbook, escalated_to.get(step["step_key"]))
+        events.append(event | {"occurred_on": today})
+    events += [_late_event(ck, step, ctxs[ck], playbook, calendar, today) for ck, step in plan["late"]]
+    if events:
+        with ledger.session() as s:
+            insert_if_absent(s, SlaEvent, events, ["event_key"])
+
+
+def _add_overdue_events(ledger, plan: dict, ctxs: Mapping, playbook, calendar, today: dt.date) -> None:
+    """Breach metrics, the grouped escalations and the late-completion lines, in one transaction (a
+    crash never leaves a breach recorded without the escalation it raised)."""
+    events, escalated_to = [], {}
+    for ck, steps in plan["escalate"].items():
+        event = _escalation_event(ck, steps, ctxs[ck], playbook, calendar, today)
+        events.append(event)
+        escalated_to |= {st["step_key"]: event["details"]["owner_title"] for st in steps}
+    for ck, step in plan["breaches"]:
+        event = _breach_event(ck, step, ctxs[ck], playbook, escalated_to.get(step["step_key"]))
+        events.append(event | {"occurred_on": today})
+    events += [_late_event(ck, step, ctxs[ck], playbook, calendar, today) for ck, step in plan["late"]]
+    if events:
+        with ledger.session() as s:
+            insert_if_absent(s, SlaEvent, events, ["event_key"])
 
 
 def _step_keys(playbook: Playbook) -> set[str]:
@@ -528,10 +653,10 @@ def _doc_missing_event(case_key: str, ctx: StepContext, playbook: Playbook, cale
         priority=rule.priority,
         description=(
             "The Case was closed without "
-            + ", ".join(playbook.sla.documentation_fields)
+            + ", ".join(field_labels(playbook.sla.documentation_fields))
             + ". Fill them in: the case stays open in the follow-up tracking until then.\n\n"
             + (step.description if step else "")
-            + f"\n\nCase: {ctx.response_url}"
+            + f"\n\nSalesforce Case: {ctx.case_url}"
         ),
     )
     return {
@@ -579,9 +704,12 @@ def progress_and_escalate(
             plan["doc_missing"],
         )
         return out | {"api_calls": 0, "emails": {}}
+    users = sign_plan(sf, plan, playbook, calendar)
     record_intents(ledger, plan, playbook, calendar, today)  # natural keys, before any external write
     work = pending_work(ledger, plan, playbook, today)
-    users = _users(sf, work.usernames(playbook)) if work.anything() else {}
+    wanted = {u for u in work.usernames(playbook) if u and u.casefold() not in users}
+    if wanted and work.anything():
+        users |= _users(sf, wanted)
     upserted, failed = write_tasks(sf, ledger, work, users, playbook, today)
     # close documented cases (after the breach check above used their close date)
     ledger.record_case_status(
@@ -604,6 +732,26 @@ def progress_and_escalate(
     return out
 
 
+def sign_plan(sf, plan: dict, playbook: Playbook, calendar: BusinessCalendar) -> dict[str, dict]:
+    """Name the leads as Salesforce knows them (one User query, only on a day with work to sign): the
+    plan's contexts get their lead's name and title, the activated drafts are signed. Returns the users."""
+    busy = plan["activated"] or plan["escalate"] or plan["late"] or plan["dissatisfied_start"]
+    if not busy:
+        return {}
+    users = _users(sf, {plan["cases"][ck]["lp_username"] for ck in plan["contexts"]})
+    plan["contexts"] = {
+        ck: signed(ctx, users.get(ctx.lp_username.casefold())) for ck, ctx in plan["contexts"].items()
+    }
+    ctxs, anchors = plan["contexts"], plan["anchors"]
+    plan["activated"] = [
+        (ck, render_step(p.step, ctxs[ck], anchors[p.key], playbook, calendar))
+        if playbook.step(p.step).template
+        else p
+        for ck, p in plan["activated"]
+    ]
+    return users
+
+
 def record_intents(ledger, plan: dict, playbook: Playbook, calendar: BusinessCalendar, today: dt.date):
     """The plan's steps, escalations, reminders, dissatisfaction episodes and documentation flags in the
     ledger under natural keys (before any Salesforce write or email)."""
@@ -620,8 +768,7 @@ def record_intents(ledger, plan: dict, playbook: Playbook, calendar: BusinessCal
         }
         for ck, p in plan["activated"]
     )
-    for ck, step in plan["breaches"]:
-        ledger.add_sla_event(_escalation_event(ck, step, ctxs[ck], playbook, calendar, today))
+    _add_overdue_events(ledger, plan, ctxs, playbook, calendar, today)
     for ck, step in plan["reminders"]:
         ledger.add_sla_event(_reminder_event(ck, step, ctxs[ck], today))
     for ck in plan["dissatisfied_start"]:
@@ -769,6 +916,30 @@ def _email_of(users: Mapping[str, dict], username: str | None) -> str | None:
     return (user or {}).get("Email")
 
 
+def _first_name(users: Mapping[str, dict], username: str | None, fallback: str) -> str:
+    """How to greet a user: their first name in Salesforce, else their full name, else ``fallback``."""
+    user = users.get((username or "").casefold()) or {}
+    return user.get("FirstName") or user.get("Name") or fallback
+
+
+def _dissatisfied_context(sf, ledger, case: Mapping, playbook, users) -> dict:
+    """What management needs to decide: the answers that fired, the comments, MRR and the lead."""
+    ctx = step_context(
+        case,
+        playbook,
+        _case_url(sf, case["sf_case_id"]),
+        _triggers(ledger, [case["case_key"]]).get(case["case_key"], ()),
+    )
+    ctx = signed(ctx, users.get((case.get("lp_username") or "").casefold()))
+    return {
+        "why": [describe_trigger(t, playbook) for t in ctx.triggers],
+        "comments": list(ctx.comments),
+        "mrr": ctx.mrr,
+        "lead": lead_words(ctx, playbook),
+        "response_url": ctx.response_url or None,
+    }
+
+
 def _send_notices(sf, sender, ledger, playbook, today, run_id, events, cases, users) -> Counter:
     """LP notices (one per LP per day: breaches + reminders), dissatisfied escalations to the owner,
     documentation flags to the LP. Each keyed in the ledger; a missing address is quarantined."""
@@ -779,48 +950,49 @@ def _send_notices(sf, sender, ledger, playbook, today, run_id, events, cases, us
         case, d = cases[e["case_key"]], e["details"] or {}
         url = _case_url(sf, case["sf_case_id"])
         if e["kind"] == "reminder" or d.get("reason") == "overdue":
-            title = d.get("step_title") or playbook.step(d["step"]).title
-            by_lp[case["lp_username"]].append(
+            listed = d.get("steps") or [{"step": d.get("step"), "step_title": d.get("step_title"),
+                                         "due_date": d.get("due_date")}]  # fmt: skip
+            by_lp[case["lp_username"]] += [
                 {
                     "account_name": d.get("account_name"),
-                    "subject": title,
-                    "due_date": d.get("due_date"),
+                    "subject": st.get("step_title") or playbook.step(st["step"]).title,
+                    "due_date": st.get("due_date"),
                     "case_url": url,
                     "overdue": e["kind"] == "escalation",
                 }
-            )
+                for st in listed
+            ]
             continue
         subject_case = f"Post-implementation feedback needs follow-up: {d.get('account_name')}"
         if e["kind"] == "escalation":  # dissatisfied: the escalation owner
-            to = _email_of(users, playbook.username(d["owner_role"]))
+            owner = playbook.username(d["owner_role"])
+            to = _email_of(users, owner)
             ctx = {
                 "company": company,
                 "reason": "dissatisfied",
+                "owner_name": _first_name(users, owner, d.get("owner_title") or ""),
                 "account_name": d.get("account_name"),
                 "case_subject": subject_case,
                 "case_url": url,
                 "owner_title": d.get("owner_title"),
-                "step_title": None,
-                "due_date": None,
-                "triggers": [],
-                "comments": [],
-            }
+                "late_steps": [],
+            } | _dissatisfied_context(sf, ledger, case, playbook, users)
             tpl, subject = "escalation_notice", f"Escalation: {d.get('account_name')} is still dissatisfied"
         else:  # doc_missing: the LP
             to = _email_of(users, case["lp_username"])
             ctx = {
                 "company": company,
-                "lp_title": _title(case.get("lp_role"), playbook),
+                "lp_name": _first_name(users, case["lp_username"], _title(case.get("lp_role"), playbook)),
                 "account_name": d.get("account_name"),
                 "case_subject": subject_case,
                 "case_url": url,
-                "missing": [f for f in playbook.sla.documentation_fields],
+                "missing": field_labels(playbook.sla.documentation_fields),
             }
             tpl, subject = "doc_missing_notice", f"Please document the closed case: {d.get('account_name')}"
         outcomes[_send(ledger, sender, e["event_key"], to, subject, tpl, ctx, e["kind"], run_id)] += 1
     for lp, steps in sorted(by_lp.items()):
         role = next((c.get("lp_role") for c in cases.values() if c.get("lp_username") == lp), None)
-        ctx = {"company": company, "lp_title": _title(role, playbook), "steps": steps}
+        ctx = {"company": company, "lp_name": _first_name(users, lp, _title(role, playbook)), "steps": steps}
         n = sum(s["overdue"] for s in steps)
         subject = f"{n} overdue follow-up step(s)" if n else "Follow-up steps due soon"
         key = email_key("lp_notice", today, lp)  # == _notice_key of each of these events
@@ -998,15 +1170,20 @@ def ops_digest(
     breaches, sad, gaps = [], [], []
     for e in events:
         d = e["details"] or {}
-        if e["kind"] == "escalation" and d.get("reason") == "overdue":
+        if e["kind"] == "breach":
+            outcome = d.get("escalated_to") or (
+                f"completed late on {d['completed_on']}" if d.get("completed_on") else "case already closed"
+            )
             breaches.append(
                 {
                     "account_name": d.get("account_name"),
                     "step_title": d.get("step_title"),
                     "due_date": d.get("due_date"),
-                    "owner_title": d.get("owner_title"),
+                    "owner_title": outcome,
                 }
             )
+        elif e["kind"] == "escalation" and d.get("reason") == "overdue":
+            continue  # listed through its breaches
         elif e["kind"] == "escalation":
             sad.append({"account_name": d.get("account_name"), "owner_title": d.get("owner_title")})
         elif e["kind"] == "doc_missing":
