@@ -178,15 +178,16 @@ def test_mrr_as_text_and_odd_dates_from_salesforce(world, monkeypatch, record):
     decision = route(AccountFacts("001X", "Acme", "about 4k", "tsm1@closedloop.example"), (), PB)
     assert decision.lp_username == PB.username("doi")
     assert PB.routing.unparseable_mrr_flag in decision.flags
-    real = world.sf.query
+    real = world.sf.query_many  # the sync reads Accounts and Contacts in one Composite call
 
     def odd(*args, **kwargs):
-        for rec in real(*args, **kwargs):
-            if "MRR__c" in rec:
-                rec = rec | {"MRR__c": "about 4k", "Go_Live_Date__c": "06/17/2026"}
-            yield rec
+        return [
+            [rec | {"MRR__c": "about 4k", "Go_Live_Date__c": "06/17/2026"} if "MRR__c" in rec else rec
+             for rec in records]
+            for records in real(*args, **kwargs)
+        ]  # fmt: skip
 
-    monkeypatch.setattr(world.sf, "query", odd)
+    monkeypatch.setattr(world.sf, "query_many", odd)
     world.clock(START)
     out = dispatch.sync_go_lives(world.sf, world.ledger, PB, START)  # no crash
     frame = world.ledger.read_frame("accounts")
