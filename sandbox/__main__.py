@@ -11,7 +11,7 @@ from pathlib import Path
 
 import trustme
 
-from sandbox import oauth, seed, sf_schema, webhooks
+from sandbox import hostile, oauth, seed, sf_schema, webhooks
 from sandbox.server import SandboxServer
 from sandbox.state import SandboxState
 from sandbox.testing import SandboxInfo
@@ -32,6 +32,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--field-names",
         default=None,
         help='JSON: this org\'s own names for documented fields, e.g. {"Account.MRR__c": "Monthly_Rev__c"}',
+    )
+    parser.add_argument(
+        "--hostile",
+        action="store_true",
+        help="the awkward org of issue 14: an inactive TSM, a multi-line comment, a negative pulse",
     )
     parser.add_argument(
         "--save-interval",
@@ -80,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         config = {"sf_daily_limit": 15000, "sm_minute_limit": 120, "sm_day_limit": 500}
         state = seed.build(args.seed, args.start_clock, args.accounts, config)
         state.path = path
+        if args.hostile:
+            hostile.apply(state)
         state.data["config"]["field_names"] = json.loads(args.field_names or "{}")
         sf_schema.rename_fields(state.data["config"]["field_names"])
         sf_schema.rename_in_records(state.data["sf"])

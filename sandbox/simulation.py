@@ -8,7 +8,8 @@ import random
 from datetime import datetime, time, timedelta
 from typing import Any
 
-from sandbox import answers, records
+from sandbox import answers, hostile, records
+from sandbox.seed import MAIN_TITLE
 from sandbox.sf_schema import org_name
 from sandbox.state import SandboxState, hours, iso, parse_ts, sf_datetime, sm_datetime
 
@@ -272,6 +273,7 @@ def _respondent_step(state: SandboxState, recipient_id: str, plan: dict, step: d
         rng = _rng(state, "answers", recipient_id)
         partial = plan["partial"]
         response = answers.build_response(state, rng, survey, collector, recipient, partial)
+        hostile.shape(state, survey, response, response["_profile"], MAIN_TITLE)
         sm["responses"][response["id"]] = response
         survey["response_count"] += 1
         recipient["survey_response_status"] = "partially_responded" if partial else "completely_responded"

@@ -117,7 +117,9 @@ class SandboxInfo:
 def _flags(opts: dict[str, Any]) -> list[str]:
     out = []
     for key, value in opts.items():
-        if value is not None:
+        if isinstance(value, bool):  # a switch: --name when True
+            out += [f"--{key.replace('_', '-')}"] if value else []
+        elif value is not None:
             text = json.dumps(value) if isinstance(value, dict) else str(value)
             out += [f"--{key.replace('_', '-')}", text]
     return out

@@ -330,6 +330,67 @@ ROWS = (  # summary key, label, what it counts (printed once under the table)
 )
 
 
+def _details(value) -> dict:
+    return value if isinstance(value, dict) else json.loads(value or "{}")
+
+
+def hostile_org(stack) -> dict:
+    """What happened to each awkward record of the hostile org (sandbox --hostile, issue 14)."""
+    from sandbox.hostile import INACTIVE_TSM
+
+    state = stack.sandbox.admin("GET", "state")
+    used, sf = state.get("hostile") or {}, state["sf"]
+    ledger = stack.ledger
+    cases = ledger.read_frame("cases").to_dict("records")
+    by_key = {c["case_key"]: c for c in cases}
+    triggers = ledger.read_frame("triggers").to_dict("records")
+    responses = ledger.read_frame("responses").to_dict("records")
+    events = ledger.read_frame("sla_events").to_dict("records")
+    quarantine = {q["q_key"] for q in ledger.read_frame("quarantine").to_dict("records")}
+    tsm_id = next(u["Id"] for u in sf["User"].values() if u["Username"] == INACTIVE_TSM)
+    accounts = {a["Id"] for a in sf["Account"].values() if a.get("Transition_Success_Manager__c") == tsm_id}
+    on_accounts = [c for c in cases if c["account_id"] in accounts and c.get("sf_case_id")]
+    comment = used.get("comment")
+    pulses = [r for r in responses if r["is_recovery"] and r["negative"]]
+    pulse_events = [e for e in events if _details(e["details"]).get("source") == "recovery_pulse"]
+    main_id = next(
+        s["id"] for s in state["sm"]["surveys"].values() if s["title"] == "Post-Implementation Feedback"
+    )
+    partial = [r for r in state["sm"]["responses"].values()
+               if r["survey_id"] == main_id and r["response_status"] == "partial"]  # fmt: skip
+    completed = [r for r in state["sim"]["log"] if r.get("action") == "completed_partial"]
+    return {
+        "inactive_tsm": {
+            "username": INACTIVE_TSM,
+            "cases_on_their_accounts": len(on_accounts),
+            "lead_person": dict(Counter(c["lp_username"] for c in on_accounts)),
+            "flagged_tsm_missing": sum(f"intake:tsm_missing:{a}" in quarantine for a in accounts),
+        },
+        "multi_line_comment": {
+            "response_id": comment,
+            "triggers": sorted({t["kind"] for t in triggers if t["response_id"] == comment}),
+            "case_opened": bool(comment and (by_key.get(comment) or {}).get("sf_case_id")),
+        },
+        "negative_recovery_pulses": {
+            "count": len(pulses),
+            "escalated_to": dict(Counter(_details(e["details"]).get("owner_role") for e in pulse_events)),
+            "cases_reopened": sum(
+                bool((by_key.get(e["case_key"]) or {}).get("dissatisfied")) for e in pulse_events
+            ),
+        },
+        "partial_responses": {
+            "left_partial": len(partial),
+            "cases_opened_as_abandoned": sum(
+                bool((by_key.get(r["id"]) or {}).get("sf_case_id")) for r in partial
+            ),
+            "completed_later": len(completed),
+            "completed_later_case_updated": sum(
+                ledger.get_watermark(f"intake:case_update:{r['id']}") == "done" for r in completed
+            ),
+        },
+    }
+
+
 def print_summary(summary: dict) -> None:
     rows = []
     for key, label, _ in ROWS:
@@ -348,6 +409,8 @@ def print_summary(summary: dict) -> None:
     for label, value in rows:
         print(f"{label:<{width}}  {value!s:>8}")
     print("=" * (width + 12))
+    for name, figures in summary.get("hostile_org", {}).items():
+        print(f"hostile org, {name.replace('_', ' ')}: {json.dumps(figures)}")
     print("what the keys count:")
     for _, label, meaning in ROWS:
         print(f"  {label}: {meaning}")
@@ -376,7 +439,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     clock = f"{args.start.isoformat()}T06:00:00Z"
     with LocalStack(
-        OUT / "state", seed=args.seed, outbox=OUT / "outbox", start_clock=clock, accounts=args.accounts
+        OUT / "state",
+        seed=args.seed,
+        outbox=OUT / "outbox",
+        start_clock=clock,
+        accounts=args.accounts,
+        hostile=True,  # the awkward records of issue 14 (sandbox/hostile.py)
     ) as stack:
         history, seeded = seed_history(stack.ledger, min(HISTORY_BEFORE, args.start), args.seed)
         print(f"seeded history: {history['responses']} responses to {history['invites']} invites in "
@@ -422,6 +490,7 @@ def main(argv: list[str] | None = None) -> int:
         if reports:
             shutil.copy(reports[-1], OUT / "quarterly_report.html")
         summary = summarise(stack, rerun_effects, runs, started, tasks_by_kind(stack, playbook, ext), seeded)
+        summary["hostile_org"] = hostile_org(stack)
         summary["seeded_history_responses"] = history["responses"]
         summary["seeded_history"] = history
         write_listing(stack, OUT / "salesforce.md", ext)
