@@ -410,6 +410,9 @@ class Sla(_Model):
     # Cases closed within this many days are still read back: a reopen (or "Still Dissatisfied") is
     # the SOP's "remains dissatisfied" and escalates; Tasks completed after the close are recorded.
     reopen_lookback_days: int = Field(default=30, ge=0, le=MAX_DAYS)
+    # A notice the mail server did not take stays owed (retried by every sweep, listed in the digest)
+    # for this many days after its event, then expires.
+    notice_expiry_days: int = Field(default=5, ge=0, le=MAX_DAYS)
 
 
 class Recovery(_Model):

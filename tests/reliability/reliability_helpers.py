@@ -181,6 +181,14 @@ def _dupes(counter: Counter) -> int:
     return sum(n - 1 for n in counter.values() if n > 1)
 
 
+SETTLED = ("sent", "carried")  # carried: an owed email whose content went out inside a later one
+
+
+def _carried_undelivered(lmails, mails) -> list[str]:
+    return [f"email {m.email_key}: carried into {m.to}, never delivered"
+            for m in lmails if m.status == "carried" and not any(mails[k] for k in m.to or [])]  # fmt: skip
+
+
 def audit(w: World) -> dict:
     """Side effects observed, from the sandbox's ground truth, the SMTP sink and the ledger.
 
@@ -248,6 +256,7 @@ def audit(w: World) -> dict:
     for m in lmails:
         if m.status == "sent" and not mails[m.email_key]:
             disagreements.append(f"email {m.email_key}: ledger sent, SMTP sink never got it")
+    disagreements += _carried_undelivered(lmails, mails)
     for key in mails:
         if key not in {m.email_key for m in lmails}:
             disagreements.append(f"email {key}: delivered without a ledger row")
@@ -276,7 +285,9 @@ def audit(w: World) -> dict:
         "lost_responses": len(lost),
         "disagreements": disagreements,
         "pending": len(w.ledger.pending_intents()) + len(w.ledger.pending_reminders()),
-        "emails_withheld": sum(m.status != "sent" and not mails[m.email_key] for m in lmails),
+        "emails_withheld": sum(
+            m.status not in ("sent", "carried") and not mails[m.email_key] for m in lmails
+        ),
         "totals": {
             "invites": sum(invites.values()),
             "reminders": sum(reminders.values()),

@@ -257,3 +257,100 @@ def test_a_task_completed_after_its_case_closed_is_read_back(world):
              if s["step_key"] == steps[0]["step_key"]]  # fmt: skip
     assert row["status"] == "completed" and row["sf_status"] == "Completed"
     assert world.ledger.get_case(steps[0]["case_key"])["status"] == "closed"  # still closed: not a reopen
+
+
+# -- issue 19 item 2: notices owed until sent or expired ---------------------------------------------
+
+
+class _NoticesDown:
+    """A mail hook whose server is down for notices (connection refused) and up for the digest."""
+
+    def __init__(self, mail):
+        self.mail = mail
+
+    def send_message(self, msg):
+        if not msg[outbox.KEY_HEADER].startswith("digest:"):
+            raise ConnectionRefusedError("mail server down")
+        return self.mail.send_message(msg)
+
+
+def _notice_events(world, day):
+    from closed_loop.pipeline import sweep
+
+    events = [
+        e for e in world.ledger.sla_events() if e["occurred_on"] == day and e["kind"] in sweep.NOTICE_KINDS
+    ]
+    cases = {c: world.ledger.get_case(c) for c in {e["case_key"] for e in events}}
+    return events, cases
+
+
+def test_smtp_down_for_a_whole_sweep_then_healthy_sends_every_owed_notice(world, monkeypatch, record):
+    """Before: the failed sends deleted their intents, the next day sent only its own notices and its
+    digest said nothing about the day before: the day's notices were lost for good."""
+    from closed_loop.pipeline import sweep
+    from devtools.mail_sink import _free_port
+
+    sweep_setup(world)
+    up = world.stack.conn_env["AIRFLOW_CONN_SMTP_DEFAULT"]
+    down = json.loads(up) | {"port": _free_port("127.0.0.1")}  # nothing listens there
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps(down))
+    world.fresh_hooks()
+    with pytest.raises(RuntimeError, match="not accepted"):
+        sweep.progress_and_escalate(world.sf, world.mail, world.ledger, PB, _cal(), SWEEP_DAY, run_id="down")
+    with pytest.raises(RuntimeError, match="not accepted"):
+        sweep.ops_digest(world.mail, world.ledger, PB, SWEEP_DAY, run_id="down")
+    assert world.stack.emails() == []
+    events, cases = _notice_events(world, SWEEP_DAY)
+    assert len(events) >= 5
+
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", up)  # the next day the server is back
+    day = SWEEP_DAY + dt.timedelta(days=1)
+    back, out = _next_sweep(world.fresh_hooks(), day)
+    digest = sweep.ops_digest(world.mail, world.ledger, PB, day, run_id="up")
+    for e in events:  # every notice of the down day went out today (its own key, or inside today's)
+        own = world.ledger.get_email(sweep._notice_key(e, cases, SWEEP_DAY))
+        assert own and own["status"] in ("sent", "carried"), e["event_key"]
+    breaches = sum(1 for e in events if (e["details"] or {}).get("reason") == "overdue")
+    assert digest["outcome"] == "sent" and digest["breaches"] >= breaches > 0  # yesterday's, reported
+    assert world.ledger.get_email(f"digest:{SWEEP_DAY}")["status"] == "carried"
+    _next_sweep(world.fresh_hooks(), day)  # a rerun sends nothing twice
+    sweep.ops_digest(world.fresh_hooks().mail, world.ledger, PB, day, run_id="rerun")
+    report = audit(world)
+    assert_clean(report)
+    record(
+        "SMTP down for a whole sweep, healthy the next day",
+        "every owed notice sent the next day, the digest carries the missed day",
+        owed=len(events),
+        **report["totals"],
+    )
+
+
+def test_owed_notices_are_listed_in_the_digest_and_expire(world, record):
+    from closed_loop.pipeline import sweep
+
+    sweep_setup(world)
+    flaky = _NoticesDown(world.mail)
+    with pytest.raises(RuntimeError):
+        sweep.progress_and_escalate(world.sf, flaky, world.ledger, PB, _cal(), SWEEP_DAY, run_id="r")
+    events, _ = _notice_events(world, SWEEP_DAY)
+    digest = sweep.ops_digest(flaky, world.ledger, PB, SWEEP_DAY, run_id="r")
+    assert digest["outcome"] == "sent" and digest["owed"] == len(events) > 0
+    [mail] = [m for m in _messages(world.stack) if m[outbox.KEY_HEADER] == f"digest:{SWEEP_DAY}"]
+    expires = SWEEP_DAY + dt.timedelta(days=PB.sla.notice_expiry_days)
+    text = mail.get_body(("plain",)).get_content()
+    assert f"{len(events)} notice(s) owed" in text and f"until {expires}" in text
+    late = expires + dt.timedelta(days=1)  # the server comes back after the expiry: nothing old is sent
+    world.clock(late, hour=11)
+    sweep.read_back(world.sf, world.ledger, PB, _cal(), late)
+    out = sweep.progress_and_escalate(world.sf, world.mail, world.ledger, PB, _cal(), late, run_id="late")
+    old = {sweep._notice_key(e, _notice_events(world, SWEEP_DAY)[1], SWEEP_DAY) for e in events}
+    assert all(world.ledger.get_email(k) is None for k in old), "expired notices are not sent"
+    assert sweep._owed_notices(world.ledger, PB, late) == [] or all(
+        o["since"] != SWEEP_DAY.isoformat() for o in sweep._owed_notices(world.ledger, PB, late)
+    )
+    assert out["emails"].get("failed", 0) == 0
+    record(
+        "notices failing while the digest goes out",
+        "listed as owed with their expiry; not sent after it",
+        owed=len(events),
+    )

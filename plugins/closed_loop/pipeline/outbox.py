@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 KEY_HEADER = "X-Closed-Loop-Key"
 UNCONFIRMED = "unconfirmed"
 UNKNOWN = "unknown"  # the server may have accepted it (no reply after the data): reported, never resent
+CARRIED = "carried"  # never sent itself: its content went out in a later email (``to`` names it)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
@@ -117,6 +118,27 @@ def record_refused(ledger, email_key: str, kind: str, refused: Mapping[str, tupl
         )
     log.warning("email %s (%s): %d recipient(s) refused by the mail server", email_key, kind, len(refused))
     return len(refused)
+
+
+def carry(ledger, keys: Iterable[str], into: str) -> int:
+    """Record that the owed emails ``keys`` (never sent: the server was down) went out inside ``into``,
+    so they are owed no more. Existing rows are left alone."""
+    from closed_loop.ledger.upsert import insert_if_absent
+
+    rows = [
+        {
+            "email_key": k,
+            "kind": "carried",
+            "to": [into],
+            "subject": f"carried into {into}",
+            "status": CARRIED,
+        }
+        for k in sorted(set(keys))
+    ]
+    if not rows:
+        return 0
+    with ledger.session() as s:
+        return len(insert_if_absent(s, Email, rows, ["email_key"]))
 
 
 def _clear_intent(ledger, email_key: str) -> None:

@@ -473,13 +473,17 @@ def _plan_case_state(plan: dict, case: Mapping, existing: set[str]) -> None:
         plan["close"].append(key)
 
 
-def _events(ledger, case_keys: Iterable[str] | None = None, on: dt.date | None = None) -> list[dict]:
+def _events(
+    ledger, case_keys: Iterable[str] | None = None, on: dt.date | None = None, since: dt.date | None = None
+) -> list[dict]:
     with ledger.session() as s:
         stmt = select(SlaEvent)
         if case_keys is not None:
             stmt = stmt.where(SlaEvent.case_key.in_(list(case_keys)))
         if on is not None:
             stmt = stmt.where(SlaEvent.occurred_on == on)
+        if since is not None:
+            stmt = stmt.where(SlaEvent.occurred_on >= since)
         return [
             {c.key: getattr(e, c.key) for c in SlaEvent.__table__.columns}
             for e in s.scalars(stmt.order_by(SlaEvent.event_key))
@@ -821,14 +825,9 @@ def pending_work(ledger, plan: dict, playbook: Playbook, today: dt.date) -> Swee
     pending_events = [
         e for e in ledger.events_without_task(TASK_EVENT_KINDS) if (e["details"] or {}).get("task")
     ]
-    todays = _events(ledger, on=today)
-    known = {**cases, **_cases(ledger, {e["case_key"] for e in todays} - set(cases))}
-    needs_mail = [
-        e
-        for e in todays
-        if e["kind"] in ("escalation", "reminder", "doc_missing")
-        and ledger.get_email(_notice_key(e, known, today)) is None
-    ]
+    recent = _events(ledger, since=owed_since(playbook, today))  # a notice stays owed until sent or expired
+    known = {**cases, **_cases(ledger, {e["case_key"] for e in recent} - set(cases))}
+    needs_mail = [e for e in recent if _owed(ledger, e, known, today)]
     all_cases = {**known, **_cases(ledger, {e["case_key"] for e in pending_events} - set(known))}
     step_rows = {p.key: (ck, p) for ck, p in plan["activated"]}
     return SweepWork(step_rows, pending_events, needs_mail, all_cases)
@@ -879,6 +878,23 @@ def write_tasks(sf, ledger, work: SweepWork, users, playbook: Playbook, today: d
     created_at = dt.datetime.combine(today, dt.time.min, tzinfo=dt.UTC)  # the logical day
     ledger.mark_steps_created(created_steps, created_at=created_at)
     return len(results), failed + len(bad)
+
+
+NOTICE_KINDS = ("escalation", "reminder", "doc_missing")
+
+
+def owed_since(playbook: Playbook, today: dt.date) -> dt.date:
+    """The first day whose unsent notices are still owed today (``sla.notice_expiry_days``)."""
+    return today - dt.timedelta(days=playbook.sla.notice_expiry_days)
+
+
+def _owed(ledger, event: Mapping, cases: Mapping[str, dict], today: dt.date) -> bool:
+    """A notice event no email has reported yet: not on its own day (the mail server was down or refused:
+    the failed send left no row) and not carried into today's notice."""
+    if event["kind"] not in NOTICE_KINDS or event["occurred_on"] > today:
+        return False
+    own = _notice_key(event, cases, event["occurred_on"])
+    return ledger.get_email(own) is None and ledger.get_email(_notice_key(event, cases, today)) is None
 
 
 def _notice_key(event: Mapping, cases: Mapping[str, dict], today: dt.date) -> str:
@@ -959,6 +975,7 @@ def _send_notices(sf, sender, ledger, playbook, today, run_id, events, cases, us
                     "due_date": st.get("due_date"),
                     "case_url": url,
                     "overdue": e["kind"] == "escalation",
+                    "_carried": _notice_key(e, cases, e["occurred_on"]) if e["occurred_on"] < today else None,
                 }
                 for st in listed
             ]
@@ -996,19 +1013,12 @@ def _send_notices(sf, sender, ledger, playbook, today, run_id, events, cases, us
         n = sum(s["overdue"] for s in steps)
         subject = f"{n} overdue follow-up step(s)" if n else "Follow-up steps due soon"
         key = email_key("lp_notice", today, lp)  # == _notice_key of each of these events
-        outcomes[
-            _send(
-                ledger,
-                sender,
-                key,
-                _email_of(users, lp),
-                subject,
-                "lp_overdue_notice",
-                ctx,
-                "lp_notice",
-                run_id,
-            )
-        ] += 1
+        outcome = _send(
+            ledger, sender, key, _email_of(users, lp), subject, "lp_overdue_notice", ctx, "lp_notice", run_id
+        )
+        outcomes[outcome] += 1
+        if outcome in ("sent", "unconfirmed"):  # notices owed from an earlier day went out in this one
+            outbox.carry(ledger, {s["_carried"] for s in steps if s["_carried"]}, key)
     return outcomes
 
 
@@ -1158,6 +1168,29 @@ def send_recovery_pulses(
     return out
 
 
+def _days(first: dt.date, last: dt.date) -> list[dt.date]:
+    """Every day from ``first`` up to the day before ``last``."""
+    return [first + dt.timedelta(days=i) for i in range((last - first).days)]
+
+
+def _owed_notices(ledger, playbook: Playbook, today: dt.date) -> list[dict]:
+    """Notices still owed after today's sends (the mail server down or refusing), with the day each
+    expires (``sla.notice_expiry_days`` after its event): listed in the digest until sent or expired."""
+    events = [e for e in _events(ledger, since=owed_since(playbook, today)) if e["kind"] in NOTICE_KINDS]
+    cases = _cases(ledger, {e["case_key"] for e in events})
+    expiry = dt.timedelta(days=playbook.sla.notice_expiry_days)
+    return [
+        {
+            "kind": e["kind"],
+            "account_name": (e["details"] or {}).get("account_name"),
+            "since": e["occurred_on"].isoformat(),
+            "expires": (e["occurred_on"] + expiry).isoformat(),
+        }
+        for e in events
+        if e["case_key"] in cases and _owed(ledger, e, cases, today)
+    ]
+
+
 # -- 4. ops digest -------------------------------------------------------------------------------------
 
 
@@ -1166,7 +1199,14 @@ def ops_digest(
 ) -> dict:
     """One email to ops with today's breaches, dissatisfied customers, documentation gaps, unreported
     quarantines and unconfirmed emails; nothing when all are empty. Account names only, no PII."""
-    events = _events(ledger, on=today)
+    missed = [
+        d
+        for d in _days(owed_since(playbook, today), today)
+        if ledger.get_email(email_key("digest", d)) is None
+    ]
+    events = [
+        e for e in _events(ledger, since=min(missed, default=today)) if e["occurred_on"] in {*missed, today}
+    ]
     breaches, sad, gaps = [], [], []
     for e in events:
         d = e["details"] or {}
@@ -1192,12 +1232,14 @@ def ops_digest(
     groups = Counter((q["source"], q["reason"][:120]) for q in quarantined)
     quarantines = [{"source": s, "reason": r, "count": n} for (s, r), n in sorted(groups.items())]
     unconfirmed = outbox.unconfirmed_emails(ledger)
+    owed = _owed_notices(ledger, playbook, today)
     totals = {
         "breaches": len(breaches),
         "dissatisfied": len(sad),
         "doc_gaps": len(gaps),
         "quarantined": len(quarantined),
         "unconfirmed": len(unconfirmed),
+        "owed": len(owed),
     }
     out = dict(totals, dry_run=dry_run, outcome="nothing")
     if not any(totals.values()):
@@ -1211,6 +1253,8 @@ def ops_digest(
         "doc_gaps": gaps,
         "quarantines": quarantines,
         "unconfirmed": unconfirmed,
+        "owed": owed,
+        "carried_days": [d.isoformat() for d in missed],
         "totals": totals,
     }
     key = email_key("digest", today)
@@ -1225,6 +1269,8 @@ def ops_digest(
     if out["outcome"] == "sent":
         ledger.mark_quarantine_reported([q["q_key"] for q in quarantined])
         outbox.mark_unconfirmed(ledger, [u["email_key"] for u in unconfirmed])
+    if out["outcome"] in ("sent", "unconfirmed"):  # the digests of the missed days went out in this one
+        outbox.carry(ledger, [email_key("digest", d) for d in missed], key)
     log.info("ops_digest %s: %s", today, out)
     if out["outcome"] == "failed":
         raise RuntimeError("the ops digest was not accepted by the SMTP server; retry sends it")
