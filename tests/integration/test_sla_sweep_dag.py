@@ -19,6 +19,10 @@ def test_sla_sweep_dag_escalates_once_and_reruns_change_nothing(stack, stack_air
 
     result = stack_airflow.dags_test("sla_sweep", "2026-07-15T07:00:00+00:00")
     assert result.ok, result.output[-3000:]
+    # one summary per task in the task log: counts, quarantine, ids touched, API budget left (issue 17)
+    summaries = result.output.count("closed-loop summary of ")
+    assert summaries >= 4 and result.output.count("API budget left today:") == summaries, summaries
+    assert "Salesforce " in result.output and " requests left (this task: " in result.output
     events = stack.ledger.sla_events()
     breaches = [e for e in events if e["kind"] == "escalation" and e["details"]["reason"] == "overdue"]
     assert breaches and all(e["sf_task_id"] for e in breaches)

@@ -99,3 +99,55 @@ def test_dry_run_operators_log_the_plan_and_write_nothing(stack, caplog):
     assert survey_cases(state) == [] and survey_tasks(state) == []
     assert "DRY RUN intake plan" in caplog.text
     assert "@" not in caplog.text.split("DRY RUN intake plan", 1)[1], "no emails in the logged plan"
+
+
+def test_each_task_logs_one_summary_with_quarantine_ids_and_budget(stack, caplog):
+    """Issue 17 item 9: one summary per task (not the same dict three times): counts, what was
+    quarantined and why, the cases/accounts touched (ids, no PII), the API budget left today per system
+    (expected here from the sandbox's own counters and limits)."""
+    import logging
+
+    from sqlalchemy import text
+
+    from closed_loop.operators.base import log_result
+
+    surveyed(stack)
+    with stack.connections():
+        ingest = IngestResponsesOperator(task_id="ingest_responses", dry_run=False)
+        opener = OpenCasesOperator(task_id="open_cases", dry_run=False)
+        ctx = context()
+        with caplog.at_level(logging.INFO):
+            caplog.clear()
+            got = ingest.execute(ctx)
+            log_result(ctx | {"task": ingest}, got)  # the post_execute hook Airflow runs
+            ingest_log = [r.getMessage() for r in caplog.records]
+            caplog.clear()
+            opened = opener.execute(ctx)
+            log_result(ctx | {"task": opener}, opened)
+            open_log = [r.getMessage() for r in caplog.records]
+    state = sandbox_state(stack)
+    for records, result in ((ingest_log, got), (open_log, opened)):
+        mentions = [
+            m for m in records if json.dumps(result, default=str, sort_keys=True) in m or str(result) in m
+        ]
+        assert len(mentions) == 1, "the result is logged once, in the summary"
+    [summary] = [m for m in ingest_log if m.startswith("closed-loop summary of ingest_responses")]
+    with stack.ledger.session() as s:
+        quarantine = s.execute(text("SELECT source, reason FROM quarantine")).all()
+        cases = s.execute(text("SELECT case_key, account_id FROM cases")).all()
+    assert quarantine and cases
+    assert f"quarantined: {len(quarantine)}" in summary
+    assert all(reason[:160] in summary for _, reason in quarantine)
+    assert all(key in summary for key, _ in cases[:20]) and all(acc in summary for _, acc in cases[:20])
+    cfg = state["config"]
+    sm_left = cfg["sm_day_limit"] - state["sm_day"]["count"]
+    assert f"SurveyMonkey {sm_left:,} of {cfg['sm_day_limit']:,} calls left" in summary
+    [summary] = [m for m in open_log if m.startswith("closed-loop summary of open_cases")]
+    used = sum(state["sf_usage"].values())
+    assert (
+        f"Salesforce {cfg['sf_daily_limit'] - used:,} of {cfg['sf_daily_limit']:,} requests left" in summary
+    )
+    assert all(key in summary for key, _ in cases[:20])
+    people = [c["Email"] for c in state["sf"]["Contact"].values() if c.get("Email")]
+    people += [c["LastName"] for c in state["sf"]["Contact"].values() if len(c.get("LastName") or "") > 3]
+    assert not any(p in "\n".join(ingest_log + open_log) for p in people), "no customer PII in the logs"

@@ -20,9 +20,14 @@ def as_bool(value: Any) -> bool:
 
 
 def log_result(context: Any, result: Any = None) -> None:
-    """Post-execute hook: the task's small JSON result on one line (counts only; the demo reads it)."""
-    if isinstance(result, dict):
-        log.info("closed-loop result: %s", json.dumps(result, default=str, sort_keys=True))
+    """Post-execute hook: the task's one summary (counts, quarantine, ids touched, API budget left; see
+    closed_loop.operators.summary), ending with its small JSON result (the demo reads that line)."""
+    if not isinstance(result, dict):
+        return
+    task = context.get("task") if isinstance(context, dict) else None
+    lines = task.summary_lines(result) if isinstance(task, ClosedLoopBaseOperator) else []
+    lines.append("closed-loop result: " + json.dumps(result, default=str, sort_keys=True))
+    log.info("%s", "\n".join(lines))
 
 
 class ClosedLoopBaseOperator(BaseOperator):
@@ -53,6 +58,33 @@ class ClosedLoopBaseOperator(BaseOperator):
     def is_dry_run(self) -> bool:
         return as_bool(self.dry_run)
 
+    def track(self, *hooks):
+        """Hooks whose API budget the task's summary reports; returns the (first) hook."""
+        self._tracked = [*getattr(self, "_tracked", []), *(h for h in hooks if h is not None)]
+        return hooks[0] if len(hooks) == 1 else hooks
+
+    def touched(self, case_keys) -> None:
+        """Cases the task worked on that the ledger alone does not show (e.g. Cases written to Salesforce)."""
+        self._cases = list(case_keys or ())
+
+    def summary_lines(self, result: dict) -> list[str]:
+        """The task's summary: ledger facts since the ledger was opened, budgets from the tracked hooks."""
+        from closed_loop.operators.summary import budget_left, ledger_facts, summary_lines
+
+        facts, since = None, getattr(self, "_since", None)
+        if since is not None:
+            try:
+                from closed_loop.ledger import Ledger
+
+                ledger = Ledger.from_conn_id(self.ledger_conn_id)
+                try:
+                    facts = ledger_facts(ledger, since, {"case_keys": getattr(self, "_cases", [])})
+                finally:
+                    ledger.dispose()
+            except Exception as exc:  # noqa: BLE001 - the summary never fails the task
+                log.warning("task summary: ledger not readable (%s)", type(exc).__name__)
+        return summary_lines(self.task_id, result, facts, budget_left(getattr(self, "_tracked", [])))
+
     def load_playbook(self):
         from closed_loop.playbook import load_playbook
         from closed_loop.survey_messages import validate_messages
@@ -63,7 +95,9 @@ class ClosedLoopBaseOperator(BaseOperator):
 
     def open_ledger(self):
         from closed_loop.ledger import Ledger
+        from closed_loop.ledger.types import utcnow
 
+        self._since = utcnow()  # the summary reports what the task wrote from here on
         return Ledger.from_conn_id(self.ledger_conn_id)
 
     @staticmethod

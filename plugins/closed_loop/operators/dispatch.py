@@ -38,7 +38,7 @@ class SalesforceGoLiveSyncOperator(_DispatchOperator):
         from closed_loop.hooks import ClosedLoopSalesforceHook
         from closed_loop.pipeline.dispatch import sync_go_lives
 
-        sf = ClosedLoopSalesforceHook(salesforce_conn_id=self.salesforce_conn_id)
+        sf = self.track(ClosedLoopSalesforceHook(salesforce_conn_id=self.salesforce_conn_id))
         ledger = self.open_ledger()
         try:
             result = sync_go_lives(
@@ -49,7 +49,6 @@ class SalesforceGoLiveSyncOperator(_DispatchOperator):
                 self._record_usage(ledger, context, salesforce=sf.calls_made)
         finally:
             ledger.dispose()
-        self.log.info("Synced %s (Salesforce calls: %d)", result, sf.calls_made)
         return {**result, "api_calls": sf.calls_made}
 
 
@@ -70,7 +69,7 @@ class SurveyMonkeySendInvitesOperator(_DispatchOperator):
         from closed_loop.hooks import SurveyMonkeyHook
         from closed_loop.pipeline.dispatch import send_invites
 
-        sm = SurveyMonkeyHook(surveymonkey_conn_id=self.surveymonkey_conn_id)
+        sm = self.track(SurveyMonkeyHook(surveymonkey_conn_id=self.surveymonkey_conn_id))
         ledger = self.open_ledger()
         try:
             result = send_invites(
@@ -85,7 +84,6 @@ class SurveyMonkeySendInvitesOperator(_DispatchOperator):
             self.log.warning(
                 "%d invites carried over to the next run (SurveyMonkey budget)", result["carried_over"]
             )
-        self.log.info("Invites: %s", result)
         return result
 
 
@@ -105,6 +103,7 @@ class SurveyMonkeySendRemindersOperator(SurveyMonkeySendInvitesOperator):
             if playbook.dispatch.lp_reminder_task
             else None
         )
+        self.track(sm, sf)
         ledger = self.open_ledger()
         try:
             result = send_reminders(
@@ -116,5 +115,4 @@ class SurveyMonkeySendRemindersOperator(SurveyMonkeySendInvitesOperator):
                 self._record_usage(ledger, context, **calls)
         finally:
             ledger.dispose()
-        self.log.info("Reminders: %s", result)
         return result

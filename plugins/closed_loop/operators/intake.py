@@ -55,7 +55,7 @@ class IngestResponsesOperator(_IntakeOperator):
         from closed_loop.hooks import SurveyMonkeyHook
         from closed_loop.pipeline.intake import ingest_responses
 
-        sm = SurveyMonkeyHook(surveymonkey_conn_id=self.surveymonkey_conn_id)
+        sm = self.track(SurveyMonkeyHook(surveymonkey_conn_id=self.surveymonkey_conn_id))
         playbook, calendar = self._context_objects()
         ledger = self.open_ledger()
         try:
@@ -67,10 +67,10 @@ class IngestResponsesOperator(_IntakeOperator):
         finally:
             ledger.dispose()
         result = summary.as_xcom()
+        self.touched(summary.case_keys)
         if summary.recorded and not summary.dry_run:
             extra = {k: result[k] for k in ("recorded", "negatives", "cases_planned", "recovery")}
             context["outlet_events"][RESPONSES_ALIAS].add(RESPONSES_ASSET, extra=extra)
-        self.log.info("Ingested %s (SurveyMonkey calls: %d)", result, sm.calls_made)
         return result
 
 
@@ -92,7 +92,7 @@ class OpenCasesOperator(_IntakeOperator):
         from closed_loop.hooks import ClosedLoopSalesforceHook
         from closed_loop.pipeline.intake import open_cases
 
-        sf = ClosedLoopSalesforceHook(salesforce_conn_id=self.salesforce_conn_id)
+        sf = self.track(ClosedLoopSalesforceHook(salesforce_conn_id=self.salesforce_conn_id))
         playbook, calendar = self._context_objects()
         ledger = self.open_ledger()
         try:
@@ -103,5 +103,5 @@ class OpenCasesOperator(_IntakeOperator):
         finally:
             ledger.dispose()
         result = summary.as_xcom()
-        self.log.info("Opened %s (Salesforce calls: %d)", result, sf.calls_made)
+        self.touched(summary.case_keys)
         return result

@@ -55,7 +55,6 @@ class _SweepOperator(ClosedLoopBaseOperator):
                 )
         finally:
             ledger.dispose()
-        self.log.info("%s %s: %s", self.task_id, today, result)
         return result
 
     system = "salesforce"
@@ -70,7 +69,7 @@ class _SweepOperator(ClosedLoopBaseOperator):
     def _salesforce(self):
         from closed_loop.hooks import ClosedLoopSalesforceHook
 
-        return ClosedLoopSalesforceHook(salesforce_conn_id=self.salesforce_conn_id)
+        return self.track(ClosedLoopSalesforceHook(salesforce_conn_id=self.salesforce_conn_id))
 
     def _smtp(self):
         from closed_loop.hooks.mail import ClosedLoopSmtpHook
@@ -117,7 +116,7 @@ class SweepRecoveryPulseOperator(_SweepOperator):
         from closed_loop.hooks import SurveyMonkeyHook
         from closed_loop.pipeline.sweep import send_recovery_pulses
 
-        sm = SurveyMonkeyHook(surveymonkey_conn_id=self.surveymonkey_conn_id)
+        sm = self.track(SurveyMonkeyHook(surveymonkey_conn_id=self.surveymonkey_conn_id))
         return send_recovery_pulses(
             sm, ledger, playbook, today, run_id=context["run_id"], dry_run=self.is_dry_run
         )

@@ -113,7 +113,7 @@ def sync_go_lives(
         if not dry_run and rows:
             _upsert_with_watermark(ledger, model, rows, watermark, newest)
         out[name] = len(rows)
-    log.info("sync_go_lives %s: %s (dry_run=%s)", today, out, dry_run)
+    log.debug("sync_go_lives %s: %s (dry_run=%s)", today, out, dry_run)
     return out
 
 
@@ -401,7 +401,7 @@ def send_invites(sm, ledger, playbook, today: dt.date, *, run_id: str, dry_run: 
             out["sent"] += sent
             out["rejected"] += rejected
     out["api_calls"] = sm.calls_made - start_calls
-    log.info("send_invites %s: %s", today, out)
+    log.debug("send_invites %s: %s", today, out)
     return out
 
 
@@ -637,7 +637,7 @@ def send_reminders(
         "surveymonkey": sm.calls_made - start_sm,
         "salesforce": getattr(sf, "calls_made", 0) - start_sf,
     }
-    log.info("send_reminders %s: %s", today, out)
+    log.debug("send_reminders %s: %s", today, out)
     return out
 
 

@@ -517,7 +517,7 @@ def ingest_responses(
                  summary.case_keys, [p.q_key for p in plan.problems])  # fmt: skip
         return summary
     apply_intake(ledger, inputs, plan, playbook)
-    log.info("intake: %s; cases planned %s", summary.as_xcom(), summary.case_keys)
+    log.debug("intake: %s; cases planned %s", summary.as_xcom(), summary.case_keys)
     return summary
 
 
@@ -1059,7 +1059,7 @@ def open_cases(sf_hook, ledger, playbook, calendar, today: date, dry_run: bool =
         return summary
     apply_open(sf_hook, ledger, plan, playbook, calendar, today, summary)
     summary.sf_calls = sf_hook.calls_made - calls_before
-    log.info("open_cases: %s; cases %s", summary.as_xcom(), summary.case_keys)
+    log.debug("open_cases: %s; cases %s", summary.as_xcom(), summary.case_keys)
     return summary
 
 

@@ -185,7 +185,7 @@ def read_back(
         save_marks(ledger, read)
     out["full_read"], out["statements"] = read.full, read.statements
     out["api_calls"] = _with_calls(sf) - start
-    log.info("read_back %s: %s", today, out)
+    log.debug("read_back %s: %s", today, out)
     return out
 
 
@@ -728,7 +728,7 @@ def progress_and_escalate(
         "emails": dict(emails),
         "api_calls": _with_calls(sf) - start,
     }
-    log.info("progress_and_escalate %s: %s", today, out)
+    log.debug("progress_and_escalate %s: %s", today, out)
     if emails.get("failed"):
         raise RuntimeError(
             f"{emails['failed']} email(s) were not accepted by the SMTP server; retry sends them"
@@ -1164,7 +1164,7 @@ def send_recovery_pulses(
         )
         out["sent"], out["rejected"] = sent, rejected
     out["api_calls"] = _with_calls(sm) - start
-    log.info("send_recovery_pulses %s: %s", today, out)
+    log.debug("send_recovery_pulses %s: %s", today, out)
     return out
 
 
@@ -1271,7 +1271,7 @@ def ops_digest(
         outbox.mark_unconfirmed(ledger, [u["email_key"] for u in unconfirmed])
     if out["outcome"] in ("sent", "unconfirmed"):  # the digests of the missed days went out in this one
         outbox.carry(ledger, [email_key("digest", d) for d in missed], key)
-    log.info("ops_digest %s: %s", today, out)
+    log.debug("ops_digest %s: %s", today, out)
     if out["outcome"] == "failed":
         raise RuntimeError("the ops digest was not accepted by the SMTP server; retry sends it")
     return out
