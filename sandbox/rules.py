@@ -87,6 +87,12 @@ SCOPE_BY_ENDPOINT = {
     "GET /collectors/{id}/recipients/{id}": "collectors_read",
     "GET /surveys/{id}/responses/bulk": "responses_read_detail",
     "GET /collectors/{id}/responses/bulk": "responses_read_detail",
+    "GET /webhooks": "webhooks_read",
+    "GET /webhooks/{id}": "webhooks_read",
+    "POST /webhooks": "webhooks_write",
+    "PATCH /webhooks/{id}": "webhooks_write",
+    "PUT /webhooks/{id}": "webhooks_write",
+    "DELETE /webhooks/{id}": "webhooks_write",
 }
 SCOPE_LABELS = {
     "surveys_read": "View Surveys",

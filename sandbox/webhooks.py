@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 
 import requests
 
+from sandbox import rules
 from sandbox.reply import Reply, Request
 from sandbox.state import SandboxState
 
@@ -128,7 +129,18 @@ def _head_ok(url: str) -> bool:
 
 
 def handle(state: SandboxState, req: Request) -> tuple[str, Reply]:
-    """/v3/webhooks[/{id}] (the caller has authorized the request)."""
+    """/v3/webhooks[/{id}] (the caller has authorized the request); each method needs its webhook scope."""
+    parts = [p for p in req.path.split("/") if p]
+    template = f"{req.method} /webhooks" + ("/{id}" if len(parts) > 1 else "")
+    needed = rules.missing_scope(state, template)
+    if needed:
+        return template, _sm_error(
+            1014, f"Permission has not been granted by the user to make this request ({needed} scope)."
+        )
+    return _route(state, req)
+
+
+def _route(state: SandboxState, req: Request) -> tuple[str, Reply]:
     from sandbox.surveymonkey import _body, _paginate
 
     parts = [p for p in req.path.split("/") if p]

@@ -119,6 +119,25 @@ def test_each_read_needs_its_documented_scope(sandbox, hooks, scope, path):
         sandbox.admin("POST", "org", {"sm_scopes": granted})
 
 
+@pytest.mark.parametrize(
+    ("scope", "method", "path"),
+    [("webhooks_read", "GET", "/webhooks"), ("webhooks_write", "POST", "/webhooks")],
+)
+def test_webhook_endpoints_need_the_documented_webhook_scopes(sandbox, hooks, scope, method, path):
+    """View Webhooks / Create-Modify Webhooks (v3 docs, _webhooks.md "Available Methods")."""
+    sm, _ = hooks
+    granted = sandbox.admin("GET", "org")["sm_scopes"]
+    sandbox.admin("POST", "org", {"sm_scopes": [s for s in granted if s != scope]})
+    body = {"name": "x", "event_type": "response_completed", "object_type": "survey", "object_ids": []}
+    try:
+        with pytest.raises(SurveyMonkeyPermissionDenied, match=scope) as caught:
+            sm.request(method, path, **({"json": body} if method == "POST" else {}))
+        assert caught.value.status == 403 and caught.value.error_id == "1014"
+    finally:
+        sandbox.admin("POST", "org", {"sm_scopes": granted})
+    sm.request("GET", "/webhooks")  # granted again: allowed
+
+
 # -- SurveyMonkey: page caps ----------------------------------------------------------------------------
 def test_page_size_caps(hooks):
     sm, _ = hooks
