@@ -144,16 +144,7 @@ def test_the_run_is_rich_enough(measured):
     assert truth["steps_on_time"] >= 1 and truth["escalations"] >= 1
 
 
-NOT_READ_BACK = pytest.mark.xfail(
-    reason="a step completed in Salesforce after its Case closed is not read back yet (issue 17 item 6: the "
-    "sweep's read-back, owned by the reliability work); the report then counts it as not on time",
-    strict=False,
-)
-
-
-@pytest.mark.parametrize(
-    "figure", [pytest.param(f, marks=NOT_READ_BACK) if f == "steps_on_time" else f for f in HEADLINE]
-)
+@pytest.mark.parametrize("figure", HEADLINE)
 def test_headline_figure_matches_the_sandbox(measured, figure):
     report, truth = measured
     assert report.metrics.current[figure] == truth[figure]
@@ -171,8 +162,7 @@ def test_every_csv_row_of_these_figures_matches(measured):
     report, truth = measured
     rows = {(r["metric"], r["quarter"]): r["value"] for r in csv.DictReader(io.StringIO(report.csv.decode()))}
     for figure in HEADLINE:
-        if figure != "steps_on_time":  # see NOT_READ_BACK
-            assert float(rows[(figure, Q.label)]) == truth[figure], figure
+        assert float(rows[(figure, Q.label)]) == truth[figure], figure
     assert float(rows[("open_cases", Q.label)]) == truth["open_cases_at_end"]
     assert float(rows[("open_cases_mrr", Q.label)]) == pytest.approx(truth["open_cases_mrr"])
     for step, count in truth["steps_by_name"].items():
