@@ -3,8 +3,9 @@
 - the Transition Success Manager ``INACTIVE_TSM`` has left: inactive, still set on accounts;
 - the first respondent with an alarming comment writes it over two lines with a phone's typographic
   apostrophe and a double space (only a normalised match finds it);
-- the first recovery pulse answered says the customer remains "Very dissatisfied".
-Abandoned partial responses come from the simulation itself (some partial respondents never finish).
+- the first recovery pulse answered says the customer remains "Very dissatisfied";
+- the first partial response of the main survey strongly disagrees with its first statement and is never
+  finished (an abandoned negative partial: SOP 1.1 "any question that receives ...").
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 INACTIVE_TSM = "tsm4@closedloop.example"
 MULTILINE_COMMENT = "Billing still\ndoesn\u2019t  work since go-live."
 PULSE_ANSWER = "Very dissatisfied"
+ABANDONED_ANSWER = "Strongly Disagree"
 
 
 def apply(state) -> None:
@@ -42,3 +44,24 @@ def shape(state, survey: dict, response: dict, profile: list[str], main_title: s
         choices = questions[first["id"]]["answers"]["choices"]
         first["answers"] = [{"choice_id": next(c["id"] for c in choices if c["text"] == PULSE_ANSWER)}]
         used["pulse"] = response["id"]
+
+
+def abandon(state, survey: dict, response: dict, plan: dict, main_title: str) -> None:
+    """Make the first partial main-survey response of a hostile org negative and never completed."""
+    used: dict[str, Any] | None = state.data.get("hostile")
+    if used is None or "partial" in used or response["response_status"] != "partial":
+        return
+    if survey["title"] != main_title:
+        return
+    questions = {q["id"]: q for q in survey["pages"][0]["questions"]}
+    for answered in response["pages"][0]["questions"]:
+        question = questions[answered["id"]]
+        if question["family"] != "matrix":
+            continue
+        row = question["answers"]["rows"][0]["id"]
+        choice = next(c["id"] for c in question["answers"]["choices"] if c["text"] == ABANDONED_ANSWER)
+        others = [a for a in answered["answers"] if a.get("row_id") != row]
+        answered["answers"] = [{"row_id": row, "choice_id": choice}, *others]
+        plan["complete_after_hours"] = None
+        used["partial"] = response["id"]
+        return

@@ -274,6 +274,7 @@ def _respondent_step(state: SandboxState, recipient_id: str, plan: dict, step: d
         partial = plan["partial"]
         response = answers.build_response(state, rng, survey, collector, recipient, partial)
         hostile.shape(state, survey, response, response["_profile"], MAIN_TITLE)
+        hostile.abandon(state, survey, response, plan, MAIN_TITLE)
         sm["responses"][response["id"]] = response
         survey["response_count"] += 1
         recipient["survey_response_status"] = "partially_responded" if partial else "completely_responded"
