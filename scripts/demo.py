@@ -30,7 +30,6 @@ from devtools.stack import LocalStack  # noqa: E402
 OUT = REPO / "demo-output"
 HOME = REPO / ".airflow-demo"
 DAGS = ("survey_dispatch", "response_intake", "sla_sweep", "quarterly_report")
-INTAKE_BETWEEN = (4,)  # days after each tick on which intake also runs when new responses arrived
 HISTORY_BEFORE = date(2026, 6, 1)  # seeded history ends here (older than any reminder window)
 
 
@@ -49,11 +48,8 @@ def schedule(days: list[date], report_date: date) -> list[tuple[date, str, bool]
     for i, day in enumerate(days):
         plan += [(day, "survey_dispatch", False), (day, "response_intake", False), (day, "sla_sweep", False)]
         later = days[i + 1] if i + 1 < len(days) else report_date
-        plan += [
-            (day + timedelta(d), "response_intake", True)
-            for d in INTAKE_BETWEEN
-            if day + timedelta(d) < later
-        ]
+        # intake on every day between ticks that has new responses, so no Task is created already overdue
+        plan += [(day + timedelta(d), "response_intake", True) for d in range(1, (later - day).days)]
     return plan + [(report_date, dag, False) for dag in DAGS]
 
 
@@ -466,18 +462,20 @@ def main(argv: list[str] | None = None) -> int:
             print()
             days = ticks(args.start, args.end, args.step_days)
             plan = schedule(days, args.report_date)
-            total, last_intake = len(plan), ""
+            total, last_intake, skipped = len(plan), "", 0
+            print(f"{total} planned runs; an intake between visits runs only on a day with new responses")
             for n, (day, dag_id, only_if_new) in enumerate(plan, 1):
                 now = f"{day.isoformat()}T12:00:00Z"
                 if stack.sandbox.admin("GET", "clock")["now"] < now:
                     stack.sandbox.admin("POST", "clock", {"now": now})
                 if only_if_new and not new_responses(stack, last_intake):
-                    print(f"  run {n:>2} of {total}: {dag_id:<17} {day}  not needed: no new responses")
+                    skipped += 1  # a day without new responses needs no intake run
                     continue
                 if dag_id == "response_intake":
                     last_intake = stack.sandbox.admin("GET", "clock")["now"]
                 runs.append(run(airflow, dag_id, day, n, total))
 
+            print(f"  ({skipped} days between visits had no new responses: no intake run needed)")
             print("\nrerun of the same logical dates (must create nothing):")
             before = snapshot(stack)
             again = [(args.report_date, d) for d in DAGS] + [(days[-1], "sla_sweep")]
