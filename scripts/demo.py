@@ -241,6 +241,8 @@ def task_kind(key: str | None, step_keys: set[str]) -> str:
     if parts[0] == "survey-reminder":
         return "survey reminder (LP)"
     step = parts[1] if len(parts) > 1 else ""
+    if parts[-1] == "late":  # <response>:<step>:late, the Case-history line of a late completion
+        return EVENT_TASKS["late"]
     if step in EVENT_TASKS:
         return EVENT_TASKS[step]
     return f"SOP step: {step.replace('_', ' ')}" if step in step_keys else f"other ({step or parts[0]})"
