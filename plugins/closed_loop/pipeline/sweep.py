@@ -589,23 +589,6 @@ def _add_overdue_events(ledger, plan: dict, ctxs: Mapping, playbook, calendar, t
             insert_if_absent(s, SlaEvent, events, ["event_key"])
 
 
-def _add_overdue_events(ledger, plan: dict, ctxs: Mapping, playbook, calendar, today: dt.date) -> None:
-    """Breach metrics, the grouped escalations and the late-completion lines, in one transaction (a
-    crash never leaves a breach recorded without the escalation it raised)."""
-    events, escalated_to = [], {}
-    for ck, steps in plan["escalate"].items():
-        event = _escalation_event(ck, steps, ctxs[ck], playbook, calendar, today)
-        events.append(event)
-        escalated_to |= {st["step_key"]: event["details"]["owner_title"] for st in steps}
-    for ck, step in plan["breaches"]:
-        event = _breach_event(ck, step, ctxs[ck], playbook, escalated_to.get(step["step_key"]))
-        events.append(event | {"occurred_on": today})
-    events += [_late_event(ck, step, ctxs[ck], playbook, calendar, today) for ck, step in plan["late"]]
-    if events:
-        with ledger.session() as s:
-            insert_if_absent(s, SlaEvent, events, ["event_key"])
-
-
 def _step_keys(playbook: Playbook) -> set[str]:
     return {s.key for s in playbook.steps}
 
