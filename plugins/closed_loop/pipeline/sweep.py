@@ -554,22 +554,18 @@ def _late_event(case_key: str, step: Mapping, ctx: StepContext, playbook, calend
     done_on = local_date(step["completed_at"], playbook)
     line = plan_late_completion(ctx, _as_step_plan(step, ctx, playbook), done_on, playbook, calendar)
     task = _event_task(line, playbook) | {"Status": playbook.salesforce.task.completed_status}
-    return {
-        "event_key": f"late:{step['step_key']}",
-        "kind": "late_completion",
-        "case_key": case_key,
-        "step_key": step["step_key"],
-        "occurred_on": today,
-        "details": {
-            "account_name": ctx.account_name,
-            "step": step["step"],
-            "step_title": _step_title(step["step"], playbook),
-            "due_date": str(step["due_date"]),
-            "completed_on": str(done_on),
-            "days_late": calendar.business_days_between(step["due_date"], done_on),
-            "task": task,
-        },
-    }
+    return _step_event(
+        "late",
+        "late_completion",
+        case_key,
+        step,
+        ctx,
+        today,
+        step_title=_step_title(step["step"], playbook),
+        completed_on=str(done_on),
+        days_late=calendar.business_days_between(step["due_date"], done_on),
+        task=task,
+    )
 
 
 def _add_overdue_events(ledger, plan: dict, ctxs: Mapping, playbook, calendar, today: dt.date) -> None:
@@ -768,9 +764,14 @@ def record_intents(ledger, plan: dict, playbook: Playbook, calendar: BusinessCal
 
 
 def _reminder_event(case_key: str, step: Mapping, ctx: StepContext, today: dt.date) -> dict:
+    return _step_event("reminder", "reminder", case_key, step, ctx, today)
+
+
+def _step_event(prefix: str, kind: str, case_key: str, step: Mapping, ctx, today, **details) -> dict:
+    """An SLA event row about one step (keyed ``<prefix>:<step_key>``, so it is written once)."""
     return {
-        "event_key": f"reminder:{step['step_key']}",
-        "kind": "reminder",
+        "event_key": f"{prefix}:{step['step_key']}",
+        "kind": kind,
         "case_key": case_key,
         "step_key": step["step_key"],
         "occurred_on": today,
@@ -778,6 +779,7 @@ def _reminder_event(case_key: str, step: Mapping, ctx: StepContext, today: dt.da
             "account_name": ctx.account_name,
             "step": step["step"],
             "due_date": str(step["due_date"]),
+            **details,
         },
     }
 
