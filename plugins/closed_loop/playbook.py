@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -504,16 +504,25 @@ class Playbook(_Model):
 
     @model_validator(mode="after")
     def _cross_references(self) -> Playbook:
+        """Names used across sections exist: step keys and activations, roles, priority tiers."""
         roles = set(self.people.roles) | {"lp"}
-        tiers = {b.name for b in self.tiers.bands}
+        self._check_steps(roles)
+        for where, role in self._role_uses():
+            if role not in roles:
+                raise ValueError(f"{where}: unknown role {role!r}")
+        self._check_priorities()
+        return self
+
+    def _check_steps(self, roles: set[str]) -> None:
+        """Step keys are unique, owners are roles, activations name known steps/conditions and no cycle."""
         keys = [s.key for s in self.steps]
         if len(set(keys)) != len(keys):
             raise ValueError(f"steps: keys must be unique, got {keys}")
         for i, step in enumerate(self.steps):
             if step.owner not in roles:
                 raise ValueError(f"steps[{i}].owner: unknown role {step.owner!r} (roles: {sorted(roles)})")
+            known = keys if step.activation_kind == "on_complete_of" else CONDITIONS
             for arg in step.activation_args:
-                known = keys if step.activation_kind == "on_complete_of" else CONDITIONS
                 if arg not in known:
                     raise ValueError(f"steps[{i}].activation: unknown {arg!r} in {step.activation!r}")
         for i, step in enumerate(self.steps):
@@ -522,26 +531,28 @@ class Playbook(_Model):
                     f"steps[{i}].activation: {step.key!r} waits on its own completion "
                     f"({step.activation!r}), so it is never created"
                 )
+
+    def _role_uses(self) -> Iterator[tuple[str, str]]:
+        """(where, role) for every role named outside the steps' owners, in the order they are checked."""
         for topic, audience in self.topics.audience.items():
-            for role in audience:
-                if role not in roles:
-                    raise ValueError(f"topics.audience.{topic}: unknown role {role!r}")
+            yield from ((f"topics.audience.{topic}", role) for role in audience)
         routing = self.routing
         for role in (routing.otherwise, routing.missing_mrr.role, routing.missing_tsm.role,
                      routing.inactive_user.role, *(r for s in self.steps for r in s.summary_to)):  # fmt: skip
-            if role not in roles:
-                raise ValueError(f"routing: unknown role {role!r}")
+            yield "routing", role
         owners = self.sla.escalation_owners
         for role in [owners.dissatisfied, owners.fallback, *owners.overdue.values()]:
-            if role not in roles:
-                raise ValueError(f"sla.escalation_owners: unknown role {role!r}")
+            yield "sla.escalation_owners", role
+
+    def _check_priorities(self) -> None:
+        """Each severity's Case priorities name exactly the tiers; Task priorities cover High/Medium/Low."""
+        tiers = {b.name for b in self.tiers.bands}
         for severity in SEVERITY_RANK:
             row = self.priority.case.get(severity, {})  # type: ignore[call-overload]
             if set(row) != tiers:
                 raise ValueError(f"priority.case.{severity} must name exactly the tiers {sorted(tiers)}")
         if set(self.priority.task) != {"High", "Medium", "Low"}:
             raise ValueError("priority.task must map each of High, Medium, Low")
-        return self
 
     def step(self, key: str) -> Step:
         """The step named ``key`` (KeyError when absent)."""
