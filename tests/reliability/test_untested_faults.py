@@ -176,14 +176,14 @@ def test_one_message_that_cannot_be_built_is_quarantined_and_the_rest_sent(world
     from closed_loop.pipeline import sweep
 
     sweep_setup(world)
-    real = sweep.render
+    real = sweep.notices.render
 
     def render(name, **ctx):
         if name.startswith("escalation_notice"):
             raise ValueError("template broke")
         return real(name, **ctx)
 
-    monkeypatch.setattr(sweep, "render", render)
+    monkeypatch.setattr(sweep.notices, "render", render)
     out = sweep.progress_and_escalate(world.sf, world.mail, world.ledger, PB, _cal(), SWEEP_DAY, run_id="r")
     emails = out["emails"]
     assert emails["quarantined"] >= 1 and emails["sent"] >= 1, emails

@@ -1,0 +1,82 @@
+"""Shared by the sweep's steps: dates in the business time zone, email keys, titles, links, and the
+ledger reads every step needs (SLA events, cases by key)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+
+from closed_loop.domain.plan import (
+    TSM_TITLE,
+)
+from closed_loop.ledger.models import Case, SlaEvent
+from closed_loop.ledger.types import to_utc
+from closed_loop.playbook import Playbook
+
+
+def local_date(value, playbook: Playbook) -> dt.date | None:
+    """The calendar date of a timestamp in the playbook's business time zone."""
+    ts = to_utc(value)
+    return ts.astimezone(ZoneInfo(playbook.calendar.timezone)).date() if ts else None
+
+
+def email_key(kind: str, *parts: object) -> str:
+    return ":".join([kind, *(str(p) for p in parts)])
+
+
+def _title(role: str | None, playbook: Playbook) -> str:
+    if role in playbook.people.roles:
+        return playbook.people.roles[role].title
+    return TSM_TITLE
+
+
+def _case_url(sf, sf_case_id: str | None) -> str:
+    instance = getattr(sf.get_conn(), "sf_instance", "") if sf is not None else ""
+    return f"https://{instance}/lightning/r/Case/{sf_case_id}/view" if instance else str(sf_case_id)
+
+
+def _is_documented(record: Mapping, playbook: Playbook) -> bool:
+    return all(str(record.get(f) or "").strip() for f in playbook.sla.documentation_fields)
+
+
+def _with_calls(hook) -> int:
+    return getattr(hook, "calls_made", 0)
+
+
+def _events(
+    ledger, case_keys: Iterable[str] | None = None, on: dt.date | None = None, since: dt.date | None = None
+) -> list[dict]:
+    with ledger.session() as s:
+        stmt = select(SlaEvent)
+        if case_keys is not None:
+            stmt = stmt.where(SlaEvent.case_key.in_(list(case_keys)))
+        if on is not None:
+            stmt = stmt.where(SlaEvent.occurred_on == on)
+        if since is not None:
+            stmt = stmt.where(SlaEvent.occurred_on >= since)
+        return [
+            {c.key: getattr(e, c.key) for c in SlaEvent.__table__.columns}
+            for e in s.scalars(stmt.order_by(SlaEvent.event_key))
+        ]
+
+
+def _step_title(step: str, playbook: Playbook) -> str:
+    return playbook.step(step).title if step in _step_keys(playbook) else step
+
+
+def _step_keys(playbook: Playbook) -> set[str]:
+    return {s.key for s in playbook.steps}
+
+
+def _cases(ledger, keys: Iterable[str]) -> dict[str, dict]:
+    keys = list(keys)
+    if not keys:
+        return {}
+    with ledger.session() as s:
+        return {
+            c.case_key: {k.key: getattr(c, k.key) for k in Case.__table__.columns}
+            for c in s.scalars(select(Case).where(Case.case_key.in_(keys)))
+        }

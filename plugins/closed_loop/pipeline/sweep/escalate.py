@@ -1,0 +1,235 @@
+"""Step 2 of the sweep: ``progress_and_escalate`` records the plan's intents, writes their Tasks to
+Salesforce, closes documented cases and sends the day's notices."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from closed_loop.domain.calendar import BusinessCalendar
+from closed_loop.domain.plan import (
+    StepPlan,
+    render_step,
+    signed,
+)
+from closed_loop.pipeline.sweep.common import _cases, _events, _with_calls
+from closed_loop.pipeline.sweep.notices import _owed, _send_notices, owed_since
+from closed_loop.pipeline.sweep.plan import PLAN_KINDS, plan_sweep
+from closed_loop.pipeline.sweep.sla_events import (
+    _add_overdue_events,
+    _doc_missing_event,
+    _reminder_event,
+    _start_dissatisfied_episode,
+)
+from closed_loop.playbook import Playbook
+
+log = logging.getLogger(__name__)
+
+
+USER_SOQL = (
+    "SELECT Id, Username, Name, FirstName, Email, Title, IsActive FROM User WHERE Username IN {values}"
+)
+TASK_EVENT_KINDS = ("escalation", "doc_missing", "late_completion")
+
+
+def _users(sf, usernames: Iterable[str]) -> dict[str, dict]:
+    wanted = sorted({u for u in usernames if u})
+    if not wanted:
+        return {}
+    return {r["Username"].casefold(): r for r in sf.query_in_chunks(USER_SOQL, wanted)}
+
+
+def progress_and_escalate(
+    sf,
+    sender,
+    ledger,
+    playbook: Playbook,
+    calendar: BusinessCalendar,
+    today: dt.date,
+    run_id: str | None = None,
+    dry_run: bool = False,
+) -> dict:
+    """Create activated steps, escalate breaches and dissatisfaction, flag undocumented closes, remind,
+    close documented cases, and send today's notices. Every action is keyed: a rerun repeats nothing."""
+    start = _with_calls(sf)
+    plan = plan_sweep(sf, ledger, playbook, calendar, today)
+    out = {k: len(plan[k]) for k in PLAN_KINDS} | {"dry_run": dry_run}
+    if dry_run:
+        log.info(
+            "progress_and_escalate %s dry run: %s; activated %s; breaches %s; doc_missing %s",
+            today,
+            out,
+            [p.key for _, p in plan["activated"]],
+            [s["step_key"] for _, s in plan["breaches"]],
+            plan["doc_missing"],
+        )
+        return out | {"api_calls": 0, "emails": {}}
+    users = sign_plan(sf, plan, playbook, calendar)
+    record_intents(ledger, plan, playbook, calendar, today)  # natural keys, before any external write
+    work = pending_work(ledger, plan, playbook, today)
+    wanted = {u for u in work.usernames(playbook) if u and u.casefold() not in users}
+    if wanted and work.anything():
+        users |= _users(sf, wanted)
+    upserted, failed = write_tasks(sf, ledger, work, users, playbook, today)
+    # close documented cases (after the breach check above used their close date)
+    ledger.record_case_status(
+        {"case_key": ck, "status": "closed", "closed_at": plan["cases"][ck]["closed_at"]}
+        for ck in plan["close"]
+    )
+    # today's notices (derived from today's events, so a retry of the same day sends what is missing)
+    emails = _send_notices(sf, sender, ledger, playbook, today, run_id, work.needs_mail, work.cases, users)
+    out |= {
+        "tasks_upserted": upserted,
+        "task_failures": failed,
+        "emails": dict(emails),
+        "api_calls": _with_calls(sf) - start,
+    }
+    log.debug("progress_and_escalate %s: %s", today, out)
+    if emails.get("failed"):
+        raise RuntimeError(
+            f"{emails['failed']} email(s) were not accepted by the SMTP server; retry sends them"
+        )
+    return out
+
+
+def sign_plan(sf, plan: dict, playbook: Playbook, calendar: BusinessCalendar) -> dict[str, dict]:
+    """Name the leads as Salesforce knows them (one User query, only on a day with work to sign): the
+    plan's contexts get their lead's name and title, the activated drafts are signed. Returns the users."""
+    busy = plan["activated"] or plan["escalate"] or plan["late"] or plan["dissatisfied_start"]
+    if not busy:
+        return {}
+    users = _users(sf, {plan["cases"][ck]["lp_username"] for ck in plan["contexts"]})
+    plan["contexts"] = {
+        ck: signed(ctx, users.get(ctx.lp_username.casefold())) for ck, ctx in plan["contexts"].items()
+    }
+    ctxs, anchors = plan["contexts"], plan["anchors"]
+    plan["activated"] = [
+        (ck, render_step(p.step, ctxs[ck], anchors[p.key], playbook, calendar))
+        if playbook.step(p.step).template
+        else p
+        for ck, p in plan["activated"]
+    ]
+    return users
+
+
+def record_intents(ledger, plan: dict, playbook: Playbook, calendar: BusinessCalendar, today: dt.date):
+    """The plan's steps, escalations, reminders, dissatisfaction episodes and documentation flags in the
+    ledger under natural keys (before any Salesforce write or email)."""
+    ctxs = plan["contexts"]
+    ledger.upsert_case_steps(
+        {
+            "step_key": p.key,
+            "case_key": ck,
+            "step": p.step,
+            "owner_username": p.owner_username,
+            "owner_role": p.owner_role,
+            "due_date": p.due_date,
+            "status": "planned",
+        }
+        for ck, p in plan["activated"]
+    )
+    _add_overdue_events(ledger, plan, ctxs, playbook, calendar, today)
+    for ck, step in plan["reminders"]:
+        ledger.add_sla_event(_reminder_event(ck, step, ctxs[ck], today))
+    for ck in plan["dissatisfied_start"]:
+        _start_dissatisfied_episode(ledger, ck, ctxs[ck], playbook, calendar, today)
+    if plan["dissatisfied_end"]:
+        ledger.record_case_status({"case_key": ck, "dissatisfied": False} for ck in plan["dissatisfied_end"])
+    for ck in plan["doc_missing"]:
+        if ledger.add_sla_event(_doc_missing_event(ck, ctxs[ck], playbook, calendar, today)):
+            ledger.record_case_status([{"case_key": ck, "doc_missing_flagged_at": dt.datetime.now(dt.UTC)}])
+
+
+@dataclass
+class SweepWork:
+    """What is still to write after the intents: activated step Tasks, events without their Task (also
+    after a crash), today's events without their email, and the ledger cases they belong to."""
+
+    step_rows: dict[str, tuple[str, StepPlan]]
+    pending_events: list[dict]
+    needs_mail: list[dict]
+    cases: dict[str, dict]
+
+    def anything(self) -> bool:
+        return bool(self.step_rows or self.pending_events or self.needs_mail)
+
+    def usernames(self, playbook: Playbook) -> set[str]:
+        names = {p.owner_username for _, p in self.step_rows.values()}
+        names |= {e["details"]["task"]["_owner"] for e in self.pending_events}
+        names |= {(self.cases.get(e["case_key"]) or {}).get("lp_username") for e in self.needs_mail}
+        roles = {e["details"].get("owner_role") for e in self.needs_mail}
+        return names | {playbook.username(r) for r in roles if r in playbook.people.roles}
+
+
+def pending_work(ledger, plan: dict, playbook: Playbook, today: dt.date) -> SweepWork:
+    cases = plan["cases"]
+    pending_events = [
+        e for e in ledger.events_without_task(TASK_EVENT_KINDS) if (e["details"] or {}).get("task")
+    ]
+    recent = _events(ledger, since=owed_since(playbook, today))  # a notice stays owed until sent or expired
+    known = {**cases, **_cases(ledger, {e["case_key"] for e in recent} - set(cases))}
+    needs_mail = [e for e in recent if _owed(ledger, e, known, today)]
+    all_cases = {**known, **_cases(ledger, {e["case_key"] for e in pending_events} - set(known))}
+    step_rows = {p.key: (ck, p) for ck, p in plan["activated"]}
+    return SweepWork(step_rows, pending_events, needs_mail, all_cases)
+
+
+def write_tasks(sf, ledger, work: SweepWork, users, playbook: Playbook, today: dt.date) -> tuple[int, int]:
+    """Upsert the activated steps' and the events' Tasks by external id; an owner who is not an active
+    user, or a refused Task, is quarantined. Returns (upserted, failed)."""
+    from closed_loop.pipeline.salesforce_writes import upsert_tasks
+
+    records, owners, ext = [], {}, playbook.salesforce.task.external_id
+    for key, (ck, p) in work.step_rows.items():
+        case = work.cases[ck]
+        records.append(p.task_fields(playbook) | _refs(case) | {"OwnerId": _uid(users, p.owner_username)})
+        owners[key] = ("step", key)
+    for e in work.pending_events:
+        task = dict(e["details"]["task"])
+        owner = task.pop("_owner")
+        records.append(task | _refs(work.cases[e["case_key"]]) | {"OwnerId": _uid(users, owner)})
+        owners[task[ext]] = ("event", e["event_key"])
+    bad = [r for r in records if not r["OwnerId"]]
+    records = [r for r in records if r["OwnerId"]]
+    for r in bad:
+        ledger.quarantine(
+            f"sla_sweep:no_owner:{r[ext]}",
+            "sla_sweep",
+            None,
+            "Task owner is not an active Salesforce user",
+            {"key": r[ext]},
+        )
+    results = upsert_tasks(sf, records, ext) if records else []
+    created_steps, failed = {}, 0
+    for res in results:
+        what, ref = owners[res.key]
+        if not res.ok:
+            failed += 1
+            ledger.quarantine(
+                f"sla_sweep:task_failed:{res.key}",
+                "sla_sweep",
+                None,
+                f"Task upsert failed: {res.code}",
+                {"key": res.key},
+            )
+        elif what == "step":
+            created_steps[ref] = res.id
+        else:
+            ledger.set_sla_event_task(ref, res.id)
+    created_at = dt.datetime.combine(today, dt.time.min, tzinfo=dt.UTC)  # the logical day
+    ledger.mark_steps_created(created_steps, created_at=created_at)
+    return len(results), failed + len(bad)
+
+
+def _refs(case: Mapping) -> dict:
+    refs = {"WhatId": case["sf_case_id"]}
+    if case.get("contact_id"):
+        refs["WhoId"] = case["contact_id"]
+    return refs
+
+
+def _uid(users: Mapping[str, dict], username: str | None) -> str | None:
+    user = users.get((username or "").casefold())
+    return user["Id"] if user and user.get("IsActive", True) else None

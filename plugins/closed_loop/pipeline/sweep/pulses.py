@@ -1,0 +1,135 @@
+"""Step 3 of the sweep: the recovery pulse survey to the contact of each case closed with documentation."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+
+from sqlalchemy import literal, select
+
+from closed_loop.ledger.models import Case, Contact, SurveySend
+from closed_loop.pipeline.surveys import carry_over_when_budget_exhausted, require_survey_id
+from closed_loop.pipeline.sweep.common import _with_calls
+from closed_loop.playbook import Playbook
+from closed_loop.survey_messages import render_message
+
+log = logging.getLogger(__name__)
+
+
+def recovery_key(case_key: str) -> str:
+    return f"recovery:{case_key}"
+
+
+def pulse_collector_name(today: dt.date) -> str:
+    return f"closed-loop recovery pulse {today.isoformat()}"
+
+
+def _plan_recovery(ledger, playbook: Playbook, today: dt.date) -> list[dict]:
+    """A send row for each case closed (documented) recently that has none yet."""
+    if not playbook.recovery.send_on_close:
+        return []
+    lookback = dt.timedelta(days=playbook.recovery.pulse_lookback_days)
+    since = dt.datetime.combine(today - lookback, dt.time(), dt.UTC)
+    with ledger.session() as s:
+        stmt = (
+            select(Case, Contact)
+            .outerjoin(SurveySend, SurveySend.send_key == literal("recovery:").concat(Case.case_key))
+            .outerjoin(Contact, Contact.sf_id == Case.contact_id)
+            .where(Case.status == "closed", Case.closed_at >= since, SurveySend.send_key.is_(None))
+            .order_by(Case.case_key)
+        )
+        rows = []
+        for case, contact in s.execute(stmt).all():
+            row = {
+                "send_key": recovery_key(case.case_key),
+                "kind": "recovery",
+                "account_id": case.account_id,
+                "contact_id": case.contact_id,
+                "due_date": today,
+                "case_key": case.case_key,
+            }
+            if contact is None or not (contact.email or "").strip():
+                row |= {"status": "skipped", "reason": "no contact email"}
+            elif contact.opted_out:
+                row |= {"status": "opted_out", "reason": "contact opted out of email"}
+            rows.append(row)
+        return rows
+
+
+def _contacts(ledger, ids: Iterable[str]) -> dict[str, dict]:
+    with ledger.session() as s:
+        rows = s.scalars(select(Contact).where(Contact.sf_id.in_(list(ids))))
+        return {
+            c.sf_id: {"email": c.email, "first_name": c.first_name, "last_name": c.last_name} for c in rows
+        }
+
+
+@carry_over_when_budget_exhausted
+def send_recovery_pulses(
+    sm, ledger, playbook: Playbook, today: dt.date, run_id: str | None = None, dry_run: bool = False
+) -> dict:
+    """Send the recovery pulse to the contact of every case closed with documentation, once per case.
+
+    Crash-safe like the invites: send rows (natural key ``recovery:<case_key>``, carrying ``case_key``)
+    are claimed (intent, with the message id) before recipients are added; a retry reconciles intents
+    against the message's recipients. One collector per sweep date.
+    """
+    from closed_loop.pipeline.dispatch import complete_message  # the invites' crash-safe send
+
+    start = _with_calls(sm)
+    planned = _plan_recovery(ledger, playbook, today)
+    pending = [r for r in ledger.pending_intents() if r["kind"] == "recovery"]
+    out = {
+        "planned": len(planned),
+        "skipped": sum(r.get("status") in ("skipped", "opted_out") for r in planned),
+        "reconciled": 0,
+        "sent": 0,
+        "rejected": 0,
+        "dry_run": dry_run,
+    }
+    if dry_run:
+        log.info(
+            "send_recovery_pulses %s dry run: would plan %s, reconcile %d",
+            today,
+            [r["send_key"] for r in planned],
+            len(pending),
+        )
+        return out | {"api_calls": 0}
+    ledger.plan_sends(planned)
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for row in pending:
+        groups[(row["collector_id"], row["message_id"])].append(row)
+    for (collector_id, message_id), rows in groups.items():
+        if not (collector_id and message_id):
+            ledger.release_intents([r["send_key"] for r in rows])
+            continue
+        contacts = _contacts(ledger, [r["contact_id"] for r in rows])
+        sent, _ = complete_message(sm, ledger, collector_id, message_id, rows, contacts, today, fresh=False)
+        out["reconciled"] += sent
+    due = ledger.sends_due(today, kind="recovery")
+    if due:
+        sm.budget_guard(5)
+        survey_id = require_survey_id(sm, ledger, playbook.surveys.recovery_pulse)
+        collector_id = sm.get_or_create_email_collector(survey_id, pulse_collector_name(today))["id"]
+        subject, body = render_message("recovery_pulse", playbook)
+        message = sm.create_message(collector_id, "invite", subject, body)
+        claimed = set(
+            ledger.mark_send_intent(
+                [r["send_key"] for r in due],
+                run_id or "",
+                message_id=message["id"],
+                collector_id=collector_id,
+                survey_id=survey_id,
+            )
+        )
+        intents = [r | {"message_id": message["id"]} for r in due if r["send_key"] in claimed]
+        contacts = _contacts(ledger, [r["contact_id"] for r in intents])
+        sent, rejected = complete_message(
+            sm, ledger, collector_id, message["id"], intents, contacts, today, fresh=True
+        )
+        out["sent"], out["rejected"] = sent, rejected
+    out["api_calls"] = _with_calls(sm) - start
+    log.debug("send_recovery_pulses %s: %s", today, out)
+    return out
