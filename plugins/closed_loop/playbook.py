@@ -478,6 +478,9 @@ class Salesforce(_Model):
     contact: ContactFields
     case: CaseFields
     task: TaskFields
+    # fields a replayed create (a rerun after a crash, a ledger restored from backup) leaves as they are
+    # on a record that already exists: the LP's status, priority and ownership are never reset
+    kept_on_replay: list[SfField] = Field(default_factory=lambda: ["Status", "Priority", "OwnerId"])
 
 
 # --- the whole playbook -------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Any, Literal
 
 from closed_loop.domain.calendar import BusinessCalendar
+from closed_loop.domain.records import case_record, task_record
 from closed_loop.domain.routing import AccountFacts, Routing
 from closed_loop.domain.wording import describe_trigger, field_labels, flag_sentence
 from closed_loop.playbook import Playbook, Step
@@ -94,14 +95,8 @@ class StepPlan:
 
     def task_fields(self, playbook: Playbook) -> dict[str, Any]:
         """Task fields by API name (OwnerId/WhatId/WhoId are resolved by the caller)."""
-        return {
-            "Subject": self.subject,
-            "Priority": self.priority,
-            "ActivityDate": self.due_date.isoformat(),
-            "Status": playbook.salesforce.task.open_status,
-            "Description": self.description,
-            playbook.salesforce.task.external_id: self.key,
-        }
+        return task_record(playbook, key=self.key, subject=self.subject, description=self.description,
+                           due=self.due_date, priority=self.priority)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -123,18 +118,11 @@ class CasePlan:
 
     def case_fields(self, playbook: Playbook) -> dict[str, Any]:
         """Case fields by API name (OwnerId is resolved from ``owner_username`` by the caller)."""
-        fields = {
-            "Subject": self.subject,
-            "Description": self.description,
-            "Priority": self.priority,
-            "Origin": self.origin,
-            "Status": self.status,
-            "AccountId": self.account_id,
-            playbook.salesforce.case.external_id: self.response_id,
-        }
-        if self.contact_id:
-            fields["ContactId"] = self.contact_id
-        return fields
+        return case_record(
+            playbook, key=self.response_id, subject=self.subject, description=self.description,
+            priority=self.priority, status=self.status, account_id=self.account_id,
+            contact_id=self.contact_id, origin=self.origin,
+        )  # fmt: skip
 
 
 # --- helpers ------------------------------------------------------------------------------------------
