@@ -155,3 +155,30 @@ def test_usernames_resolve_case_insensitively_with_one_query_inactive_users_know
     assert users.record("nobody@closedloop.example") is None and users.id(None) is None
     assert users.record(gone["Username"])["Id"] == gone["Id"]
     assert users.active(gone["Username"]) is None and users.id(gone["Username"]) is None
+
+
+def test_a_keyed_create_is_retried_on_5xx_and_a_lost_reply_is_adopted_on_the_rerun(stack, playbook):
+    """503s before the create ran: retried in the same call (a repeat of a keyed create cannot duplicate).
+    A reply lost after the create ran (truncated JSON): the call fails, the rerun finds the records."""
+    from closed_loop.hooks import ClosedLoopSalesforceHook
+    from closed_loop.hooks.errors import SalesforceApiError
+    from closed_loop.pipeline.salesforce_writes import create_records_once
+
+    ext = playbook.salesforce.task.external_id
+    users, account = _seeded(stack)
+    owner = users["doi@closedloop.example"]["Id"]
+    retried, lost = (_rows(playbook, 2, owner, account["Id"], tag=t) for t in ("r", "l"))
+    with stack.connections():
+        sf = ClosedLoopSalesforceHook()
+        sf.sleep = lambda seconds: None
+        stack.sandbox.admin("POST", "faults", {"sf_5xx": 2})
+        assert all(r.ok and r.created for r in create_records_once(sf, "Task", ext, retried, playbook))
+        stack.sandbox.admin("POST", "faults", {"sf_truncated_json": 1})
+        with pytest.raises(SalesforceApiError):
+            create_records_once(sf, "Task", ext, lost, playbook)
+        rerun = create_records_once(ClosedLoopSalesforceHook(), "Task", ext, lost, playbook)
+    assert all(r.ok and not r.created for r in rerun)
+    keys = [
+        t[ext] for t in stack.sandbox.admin("GET", "records/Task") if t.get(ext, "").startswith("writer-")
+    ]
+    assert sorted(keys) == ["writer-l-0", "writer-l-1", "writer-r-0", "writer-r-1"]  # once each

@@ -272,10 +272,21 @@ class ClosedLoopSalesforceHook(CompositeMixin, SalesforceHook):
     # Writes are sObject Collections of 200 records, 5 per Composite call (sf_composite.CompositeMixin);
     # ``headers`` go on each subrequest (e.g. ``Sforce-Auto-Assign``).
     def create_records(
-        self, sobject: str, records: Sequence[dict], all_or_none: bool = False, headers=None
+        self,
+        sobject: str,
+        records: Sequence[dict],
+        all_or_none: bool = False,
+        headers=None,
+        *,
+        unique_key: str | None = None,
     ) -> list[dict]:
-        """Create records, 1,000 per call. Not retried after a timeout: prefer ``upsert_records``."""
-        return self._collection("POST", "composite/sobjects", sobject, records, all_or_none, False, headers)
+        """Create records, 1,000 per call. Not retried after a timeout, unless every record carries the
+        unique external id ``unique_key`` (a repeat then fails ``DUPLICATE_VALUE`` instead of duplicating)."""
+        if unique_key:
+            _check_name(unique_key)
+            _require_field(records, unique_key)
+        keyed = unique_key is not None
+        return self._collection("POST", "composite/sobjects", sobject, records, all_or_none, keyed, headers)
 
     def update_records(
         self, sobject: str, records: Sequence[dict], all_or_none: bool = False, headers=None

@@ -88,7 +88,8 @@ def create_records_once(
     rows = list(rows)
     if not rows:
         return []
-    results = _results(rows, sf_hook.create_records(sobject, rows), external_id)
+    created = sf_hook.create_records(sobject, rows, unique_key=external_id)  # safe to retry: keyed
+    results = _results(rows, created, external_id)
     replayed = [i for i, r in enumerate(results) if _already_exists(r, external_id)]
     if replayed:
         again = [without_fields_kept_on_replay(playbook, rows[i]) for i in replayed]
