@@ -178,7 +178,7 @@ def test_crash_after_recipients_added_then_rerun_sends_once(env, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("crash between 'recipients added' and 'ledger recorded'")
 
-    monkeypatch.setattr(dispatch, "record_recipients", boom)
+    monkeypatch.setattr(env.ledger, "record_recipients", boom)
     with pytest.raises(RuntimeError, match="crash"):
         dispatch.send_invites(env.sm, env.ledger, env.playbook, START, run_id="first")
     [pending] = [m for m in env.admin("GET", "messages") if m["type"] == "invite"]

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from sqlalchemy import and_, exists, or_, select, update
 
 from .core import LedgerCore, as_dict
-from .models import Response, SurveySend
+from .models import Response, SurveySend, Watermark
 from .types import UTC, to_date, utcnow
 from .upsert import insert_if_absent
 
@@ -118,6 +118,28 @@ class SendsMixin(LedgerCore):
         with self.session() as s:
             return s.execute(stmt).rowcount
 
+    def set_planned_reasons(self, reasons: Mapping[str, str | None]) -> int:
+        """Record why each still-planned send waits (``{send_key: reason}``, None clears it)."""
+        n = 0
+        with self.session() as s:
+            for key, reason in reasons.items():
+                stmt = update(_T).where(_T.c.send_key == key, _T.c.status == "planned").values(reason=reason)
+                n += s.execute(stmt).rowcount
+        return n
+
+    def record_recipients(self, mapping: Mapping[str, str]) -> int:
+        """Store SurveyMonkey recipient ids on claimed intents ``{send_key: recipient_id}``."""
+        n = 0
+        with self.session() as s:
+            for key, recipient_id in mapping.items():
+                stmt = (
+                    update(_T)
+                    .where(_T.c.send_key == key, _T.c.status == "intent")
+                    .values(recipient_id=recipient_id)
+                )
+                n += s.execute(stmt).rowcount
+        return n
+
     def mark_sent(self, results: Iterable[Mapping]) -> int:
         """Record outcomes: each ``{send_key, status="sent"|"bounced"|"opted_out"|"invalid"|"skipped"|
         "existing", recipient_id?, message_id?, collector_id?, survey_id?, reason?, sent_at?}``.
@@ -198,6 +220,34 @@ class SendsMixin(LedgerCore):
         )
         with self.session() as s:
             return sorted(s.scalars(stmt))
+
+    def collectors_done_with_reminders(self, marker_prefix: str) -> set[str]:
+        """Collectors whose reminder is claimed or sent, plus those marked as needing none (a watermark
+        ``<marker_prefix><collector_id>``: everybody answered, or the reminder was withheld)."""
+        with self.session() as s:
+            stmt = select(SurveySend.collector_id).where(SurveySend.reminder_key.is_not(None))
+            done = set(s.scalars(stmt))
+            marked = s.scalars(select(Watermark.name).where(Watermark.name.startswith(marker_prefix)))
+            return done | {name.removeprefix(marker_prefix) for name in marked}
+
+    def record_reminder_message(self, keys: Iterable[str], message_id: str) -> int:
+        """Store the reminder's message id on claimed sends not yet recorded as reminded."""
+        stmt = (
+            update(_T)
+            .where(_T.c.send_key.in_(list(keys)), _T.c.reminder_sent_at.is_(None))
+            .values(reminder_message_id=message_id)
+        )
+        with self.session() as s:
+            return s.execute(stmt).rowcount
+
+    def reminded_without_lp_task(self) -> list[dict]:
+        """Reminded invites whose Lead Person reminder Task is not recorded yet, by send key."""
+        stmt = select(SurveySend).where(
+            SurveySend.reminder_sent_at.is_not(None),
+            SurveySend.lp_reminder_task_id.is_(None),
+            SurveySend.kind == "invite",
+        )
+        return self._sends(stmt.order_by(SurveySend.send_key))
 
     def pending_reminders(self) -> list[dict]:
         """Reminders claimed but not recorded as sent (reconcile after a crash)."""

@@ -12,10 +12,6 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import select
-
-from closed_loop.ledger.models import Account, Case, Quarantine, SlaEvent, SurveySend
-
 SHOWN_IDS = 20  # ids listed per kind; the rest are counted
 REASON_MAX = 160
 
@@ -31,19 +27,8 @@ def _ids(values: Iterable[Any]) -> str:
 def ledger_facts(ledger, since: dt.datetime, result: Mapping) -> dict:
     """What the task wrote to the ledger since ``since``: quarantine (source, reason) counts and the ids of
     the cases and accounts it touched."""
-    with ledger.session() as s:
-        quarantined = list(
-            s.execute(select(Quarantine.source, Quarantine.reason).where(Quarantine.created_at >= since))
-        )
-        case_rows = list(s.execute(select(Case.case_key, Case.account_id).where(Case.created_at >= since)))
-        event_cases = set(s.scalars(select(SlaEvent.case_key).where(SlaEvent.created_at >= since)))
-        synced = set(s.scalars(select(Account.sf_id).where(Account.synced_at >= since)))
-        sent = set(s.scalars(select(SurveySend.account_id).where(SurveySend.intent_at >= since)))
-        cases = {k for k, _ in case_rows} | event_cases | set(result.get("case_keys") or ())
-        more = cases - {k for k, _ in case_rows}
-        accounts = {a for _, a in case_rows} | synced | sent
-        if more:
-            accounts |= set(s.scalars(select(Case.account_id).where(Case.case_key.in_(sorted(more)))))
+    written = ledger.written_since(since, result.get("case_keys") or ())
+    quarantined, cases, accounts = written["quarantined"], written["cases"], written["accounts"]
     reasons = Counter((src, (why or "")[:REASON_MAX]) for src, why in quarantined)
     return {"quarantined": reasons, "cases": cases, "accounts": accounts}
 

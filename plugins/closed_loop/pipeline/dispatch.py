@@ -22,11 +22,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
-
-from closed_loop.ledger.models import Account, Case, Contact, SurveySend, Watermark
-from closed_loop.ledger.types import to_date, to_utc, utcnow
-from closed_loop.ledger.upsert import upsert
+from closed_loop.ledger.types import to_date, to_utc
 from closed_loop.pipeline.surveys import carry_over_when_budget_exhausted, require_survey_id
 from closed_loop.survey_messages import render_message
 
@@ -92,8 +88,20 @@ def sync_go_lives(
     first, last = sync_horizon(playbook, today)
     out = {}
     objects = (
-        ("accounts", Account, account_soql, ACCOUNT_WATERMARK, lambda r: _account_row(r, playbook)),
-        ("contacts", Contact, contact_soql, CONTACT_WATERMARK, lambda r: _contact_row(r, playbook)),
+        (
+            "accounts",
+            ledger.upsert_accounts,
+            account_soql,
+            ACCOUNT_WATERMARK,
+            lambda r: _account_row(r, playbook),
+        ),
+        (
+            "contacts",
+            ledger.upsert_contacts,
+            contact_soql,
+            CONTACT_WATERMARK,
+            lambda r: _contact_row(r, playbook),
+        ),
     )
     statements, marks = [], []
     for _, _, soql, watermark, _ in objects:
@@ -104,25 +112,17 @@ def sync_go_lives(
         statements.append(format_soql(soql(playbook, since is not None), **params))
         marks.append(since)
     # both queries in one Composite call (up to 5 query operations per call, next pages too)
-    for (name, model, _, watermark, to_row), since, records in zip(
+    for (name, store, _, watermark, to_row), since, records in zip(
         objects, marks, sf.query_many(statements), strict=True
     ):
         rows = [to_row(r) for r in records]
         stamps = [row["system_modstamp"] for row in rows if row["system_modstamp"]]
         newest = max([*stamps, since] if since else stamps, default=None)
         if not dry_run and rows:
-            _upsert_with_watermark(ledger, model, rows, watermark, newest)
+            store(rows, watermark=(watermark, newest))  # rows and their watermark in one transaction
         out[name] = len(rows)
     log.debug("sync_go_lives %s: %s (dry_run=%s)", today, out, dry_run)
     return out
-
-
-def _upsert_with_watermark(ledger, model, rows: list[dict], name: str, value: dt.datetime | None) -> None:
-    now = utcnow()
-    with ledger.session() as s:
-        upsert(s, model, [{**row, "synced_at": now} for row in rows], ["sf_id"])
-        if value is not None:
-            upsert(s, Watermark, [{"name": name, "value": value.isoformat(), "updated_at": now}], ["name"])
 
 
 def _account_row(record: Mapping, playbook) -> dict:
@@ -287,34 +287,16 @@ def plan_from_ledger(ledger, playbook, today: dt.date) -> tuple[list[Decision], 
     rules = playbook.dispatch
     first = today - dt.timedelta(days=rules.survey_delay_days + rules.catch_up_window_days)
     last = today - dt.timedelta(days=rules.survey_delay_days)
-    with ledger.session() as s:
-        in_window = s.scalars(
-            select(Account.sf_id).where(Account.go_live_date >= first, Account.go_live_date <= last)
-        ).all()
-        planned = s.scalars(
-            select(SurveySend.account_id).where(SurveySend.kind == "invite", SurveySend.status == "planned")
-        ).all()
-        account_ids = sorted(set(in_window) | set(planned))
-        accounts = [_as_dict(a) for a in s.scalars(select(Account).where(Account.sf_id.in_(account_ids)))]
-        contacts = [
-            _as_dict(c) for c in s.scalars(select(Contact).where(Contact.account_id.in_(account_ids)))
-        ]
-        open_cases = set(s.scalars(select(Case.account_id).where(Case.status != "closed")).all())
+    accounts = ledger.accounts_to_survey(first, last)
+    contacts = ledger.contacts_for_accounts([a["sf_id"] for a in accounts])
+    open_cases = ledger.accounts_with_open_cases()
     history = ledger.sends_for_contacts([c["sf_id"] for c in contacts])
     planned_contacts = {h["contact_id"] for h in history if h["status"] == "planned"}
     contacts_by_id = {c["sf_id"]: c for c in contacts}
     if planned_contacts - set(contacts_by_id):
-        with ledger.session() as s:
-            extra = s.scalars(
-                select(Contact).where(Contact.sf_id.in_(planned_contacts - set(contacts_by_id)))
-            )
-            contacts_by_id |= {c.sf_id: _as_dict(c) for c in extra}
+        contacts_by_id |= ledger.get_contacts(planned_contacts - set(contacts_by_id))
     decisions = plan_invites(accounts, contacts_by_id.values(), history, open_cases, today, rules)
     return decisions, contacts_by_id
-
-
-def _as_dict(obj) -> dict:
-    return {c.key: getattr(obj, c.key) for c in obj.__table__.columns}
 
 
 def apply_plan(ledger, decisions: list[Decision]) -> dict:
@@ -326,14 +308,7 @@ def apply_plan(ledger, decisions: list[Decision]) -> dict:
         if d.action == "skip"
     ]
     ledger.mark_sent(skips)
-    with ledger.session() as s:
-        for d in decisions:
-            if d.action in ("hold", "send"):
-                s.execute(
-                    update(SurveySend)
-                    .where(SurveySend.send_key == d.send_key, SurveySend.status == "planned")
-                    .values(reason=d.reason)
-                )
+    ledger.set_planned_reasons({d.send_key: d.reason for d in decisions if d.action in ("hold", "send")})
     return Counter(d.action for d in decisions)
 
 
@@ -433,17 +408,6 @@ def _invite_text(playbook) -> tuple[str, str]:
     return render_message("invite", playbook)
 
 
-def record_recipients(ledger, mapping: Mapping[str, str]) -> None:
-    """Store SurveyMonkey recipient ids on claimed intents ``{send_key: recipient_id}``."""
-    with ledger.session() as s:
-        for key, recipient_id in mapping.items():
-            s.execute(
-                update(SurveySend)
-                .where(SurveySend.send_key == key, SurveySend.status == "intent")
-                .values(recipient_id=recipient_id)
-            )
-
-
 def complete_message(
     sm, ledger, collector_id, message_id, intents, contacts, today, *, fresh
 ) -> tuple[int, int]:
@@ -487,8 +451,8 @@ def complete_message(
             for item in result.get(field) or []:
                 email = (item.get("email") if isinstance(item, dict) else str(item)).lower()
                 rejected[email] = status
-        record_recipients(
-            ledger, {by_email[e]["send_key"]: rid for e, rid in present.items() if e in by_email}
+        ledger.record_recipients(
+            {by_email[e]["send_key"]: rid for e, rid in present.items() if e in by_email}
         )
     ledger.mark_sent(
         {"send_key": by_email[e]["send_key"], "status": s, "reason": f"SurveyMonkey: {s}",
@@ -532,9 +496,7 @@ def _defer_same_person(ledger, keys: list[str]) -> None:
     """Return same-person intents to planned with the reason: tomorrow's batch (a new collector) sends
     them, so each account's flagged contact is surveyed as its own send, never skipped silently."""
     ledger.release_intents(keys)
-    with ledger.session() as s:
-        s.execute(update(SurveySend).where(SurveySend.send_key.in_(keys), SurveySend.status == "planned")
-                  .values(reason=SAME_PERSON))  # fmt: skip
+    ledger.set_planned_reasons(dict.fromkeys(keys, SAME_PERSON))
     log.info(
         "send batch: %d send(s) to an address already in the batch deferred to the next batch", len(keys)
     )
@@ -545,9 +507,7 @@ def _reconcile_intents(sm, ledger, today) -> int:
     pending = [r for r in ledger.pending_intents() if r["kind"] == "invite"]  # pulses: the sweep's
     if not pending:
         return 0
-    with ledger.session() as s:
-        ids = {p["contact_id"] for p in pending}
-        contacts = {c.sf_id: _as_dict(c) for c in s.scalars(select(Contact).where(Contact.sf_id.in_(ids)))}
+    contacts = ledger.get_contacts({p["contact_id"] for p in pending})
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for row in pending:
         groups[(row["collector_id"], row["message_id"])].append(row)
@@ -586,10 +546,7 @@ def send_reminders(
         row for row in ledger.sends_needing_reminder(today, rules.reminder_delay_days)
         if row.get("sent_at") is None or to_utc(row["sent_at"]) >= oldest
     ]  # fmt: skip
-    with ledger.session() as s:
-        reminded = set(s.scalars(select(SurveySend.collector_id).where(SurveySend.reminder_key.is_not(None))))
-        checked = s.scalars(select(Watermark.name).where(Watermark.name.startswith(_NO_REMINDER)))
-        reminded |= {name.removeprefix(_NO_REMINDER) for name in checked}
+    reminded = ledger.collectors_done_with_reminders(_NO_REMINDER)
     batches: dict[str, list[dict]] = defaultdict(list)
     for row in candidates:
         if row["collector_id"] and row["collector_id"] not in reminded:
@@ -626,7 +583,7 @@ def send_reminders(
             continue
         message = sm.create_message(collector_id, "reminder", *_reminder_text(playbook),
                                     recipient_status="has_not_responded")  # fmt: skip
-        _record_reminder_message(ledger, claimed, message["id"])
+        ledger.record_reminder_message(claimed, message["id"])
         sm.send_message(collector_id, message["id"])
         ledger.mark_reminders_sent(claimed, message["id"], sent_at=_day_start(today))
         out["batches"] += 1
@@ -643,11 +600,7 @@ def send_reminders(
 
 def _opted_out_since(ledger, rows: list[dict]) -> list[str]:
     """Send keys among ``rows`` whose contact has opted out of email in Salesforce since the invite."""
-    ids = {r["contact_id"] for r in rows}
-    with ledger.session() as s:
-        opted = set(
-            s.scalars(select(Contact.sf_id).where(Contact.sf_id.in_(ids), Contact.opted_out.is_(True)))
-        )
+    opted = ledger.opted_out_contacts({r["contact_id"] for r in rows})
     return sorted(r["send_key"] for r in rows if r["contact_id"] in opted)
 
 
@@ -669,15 +622,6 @@ def _withhold_reminder(ledger, collector_id: str, waiting: list[str], opted: lis
 
 def _reminder_text(playbook) -> tuple[str, str]:
     return render_message("reminder", playbook)
-
-
-def _record_reminder_message(ledger, keys: Iterable[str], message_id: str) -> None:
-    with ledger.session() as s:
-        s.execute(
-            update(SurveySend)
-            .where(SurveySend.send_key.in_(list(keys)), SurveySend.reminder_sent_at.is_(None))
-            .values(reminder_message_id=message_id)
-        )
 
 
 def _reconcile_reminders(sm, ledger, playbook, today) -> int:
@@ -705,7 +649,7 @@ def _reconcile_reminders(sm, ledger, playbook, today) -> int:
                 message_id = sm.create_message(collector_id, "reminder", *_reminder_text(playbook),
                                                recipient_status="has_not_responded")["id"]  # fmt: skip
                 status = "not_sent"
-            _record_reminder_message(ledger, keys, message_id)
+            ledger.record_reminder_message(keys, message_id)
         if status == "not_sent":
             sm.send_message(collector_id, message_id)
         done += ledger.mark_reminders_sent(keys, message_id, sent_at=_day_start(today))
@@ -728,16 +672,8 @@ def create_lp_reminder_tasks(sf, ledger, playbook, today: dt.date, calendar=None
     the Task external id ``survey-reminder:<send_key>``; owners resolved with one SOQL on User."""
     from closed_loop.domain.routing import AccountFacts, route
 
-    with ledger.session() as s:
-        sends = [_as_dict(r) for r in s.scalars(
-            select(SurveySend).where(
-                SurveySend.reminder_sent_at.is_not(None), SurveySend.lp_reminder_task_id.is_(None),
-                SurveySend.kind == "invite",
-            ).order_by(SurveySend.send_key)
-        )]  # fmt: skip
-        accounts = {a.sf_id: _as_dict(a) for a in s.scalars(
-            select(Account).where(Account.sf_id.in_({r["account_id"] for r in sends}))
-        )}  # fmt: skip
+    sends = ledger.reminded_without_lp_task()
+    accounts = ledger.get_accounts({r["account_id"] for r in sends})
     if not sends:
         return 0
     wanted = {a["tsm_username"] for a in accounts.values() if a["tsm_username"]} | {

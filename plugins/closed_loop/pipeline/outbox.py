@@ -23,10 +23,7 @@ from collections.abc import Iterable, Mapping
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
-from sqlalchemy import delete, or_, select, update
-
 from closed_loop.hooks.errors import SmtpOutcomeUnknown
-from closed_loop.ledger.models import Email
 from closed_loop.ledger.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -123,32 +120,15 @@ def record_refused(ledger, email_key: str, kind: str, refused: Mapping[str, tupl
 def carry(ledger, keys: Iterable[str], into: str) -> int:
     """Record that the owed emails ``keys`` (never sent: the server was down) went out inside ``into``,
     so they are owed no more. Existing rows are left alone."""
-    from closed_loop.ledger.upsert import insert_if_absent
-
-    rows = [
-        {
-            "email_key": k,
-            "kind": "carried",
-            "to": [into],
-            "subject": f"carried into {into}",
-            "status": CARRIED,
-        }
-        for k in sorted(set(keys))
-    ]
-    if not rows:
-        return 0
-    with ledger.session() as s:
-        return len(insert_if_absent(s, Email, rows, ["email_key"]))
+    return ledger.carry_emails(keys, into, CARRIED)
 
 
 def _clear_intent(ledger, email_key: str) -> None:
-    with ledger.session() as s:
-        s.execute(delete(Email).where(Email.email_key == email_key, Email.status == "intent"))
+    ledger.clear_email_intent(email_key)
 
 
 def _set_status(ledger, email_key: str, status: str) -> None:
-    with ledger.session() as s:
-        s.execute(update(Email).where(Email.email_key == email_key).values(status=status))
+    ledger.set_email_status(email_key, status)
 
 
 def _state(row: dict | None) -> str:
@@ -159,16 +139,9 @@ def unconfirmed_emails(ledger, older_than: dt.timedelta = dt.timedelta(minutes=1
     """Emails that may or may not have been delivered: intents never marked sent (a crash between SMTP
     and the ledger) older than ``older_than`` (a send in flight elsewhere is not reported), and every
     send whose reply was lost after the data phase."""
-    cutoff = utcnow() - older_than
-    stale = (Email.status == "intent") & (Email.created_at < cutoff)
-    with ledger.session() as s:
-        rows = s.scalars(select(Email).where(or_(stale, Email.status == UNKNOWN)).order_by(Email.email_key))
-        return [{"email_key": r.email_key, "kind": r.kind, "created_at": r.created_at} for r in rows]
+    return ledger.uncertain_emails(utcnow() - older_than, [UNKNOWN])
 
 
 def mark_unconfirmed(ledger, keys: Iterable[str]) -> int:
     """Mark reported intents "unconfirmed" (still never resent; no longer listed)."""
-    keys = list(keys)
-    with ledger.session() as s:
-        stmt = update(Email).where(Email.email_key.in_(keys), Email.status.in_(("intent", UNKNOWN)))
-        return s.execute(stmt.values(status=UNCONFIRMED)).rowcount
+    return ledger.mark_emails(keys, ("intent", UNKNOWN), UNCONFIRMED)
