@@ -14,7 +14,11 @@ SCANNED = ("pipeline", "operators")
 STILL_BEING_CONVERTED = {  # shrink me
     "pipeline/intake.py",
     "pipeline/recovery.py",
-    "pipeline/sweep.py",
+    "pipeline/sweep/common.py",
+    "pipeline/sweep/plan.py",
+    "pipeline/sweep/pulses.py",
+    "pipeline/sweep/reading.py",
+    "pipeline/sweep/sla_events.py",
 }
 IMPORT = re.compile(r"^\s*(from|import)\s+sqlalchemy\b", re.MULTILINE)
 SESSION = re.compile(r"\.session\(")
