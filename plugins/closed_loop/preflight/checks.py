@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from closed_loop.domain.survey import SurveyIndex
-from closed_loop.playbook import Playbook, normalise
+from closed_loop.playbook import Playbook, Triggers, normalise
 
 TEXT_TYPES = ("string", "textarea")
 # Salesforce fields the pipelines write besides the playbook's mapped ones (domain/plan.py, pipelines)
@@ -21,6 +21,7 @@ WRITTEN_STANDARD_FIELDS = {
     "Task": ("Subject", "Description", "Status", "Priority", "ActivityDate", "WhatId", "WhoId", "OwnerId"),
 }
 TASK_PRIORITY_WRITTEN_DIRECTLY = "Normal"  # reminder and data-quality Tasks (pipelines)
+FieldSpec = tuple[str, str, tuple[str, ...], str]  # object, field, accepted describe types, role
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ def _fields(describe: Mapping[str, Any]) -> dict[str, dict]:
 
 
 # -- Salesforce fields ------------------------------------------------------------------------------
-def field_specs(pb: Playbook) -> list[tuple[str, str, tuple[str, ...], str]]:
+def field_specs(pb: Playbook) -> list[FieldSpec]:
     """(object, field, accepted describe types, role) for every field the playbook maps or the code writes."""
     sf = pb.salesforce
     specs = [
@@ -67,48 +68,75 @@ def field_specs(pb: Playbook) -> list[tuple[str, str, tuple[str, ...], str]]:
 def check_fields(pb: Playbook, describes: Mapping[str, Mapping[str, Any]]) -> list[Check]:
     """Every mapped field exists with a usable type; external ids are External ID + unique; the TSM
     lookup's relationship name matches; written fields are createable and updateable."""
+    written = _written_fields(pb)
+    return [_check_field(pb, spec, describes, written) for spec in field_specs(pb)]
+
+
+def _written_fields(pb: Playbook) -> set[tuple[str, str]]:
+    """(object, lower-case field) of every field the pipelines write: standard ones and the upsert keys."""
     written = {(o, f.lower()) for o, names in WRITTEN_STANDARD_FIELDS.items() for f in names}
     written |= {
         ("Case", pb.salesforce.case.external_id.lower()),
         ("Task", pb.salesforce.task.external_id.lower()),
     }
-    out = []
-    for sobject, name, types, role in field_specs(pb):
-        check = f"salesforce.field {sobject}.{name}"
-        field = _fields(describes.get(sobject) or {}).get(name.lower())
-        if field is None:
-            out.append(
-                Check(
-                    check,
-                    False,
-                    f"missing ({role})",
-                    f"create {sobject}.{name} or map another field in playbook.yaml salesforce:",
-                )
-            )
-            continue
-        problems = []
-        if types and field.get("type") not in types:
-            problems.append(f"type {field.get('type')}, needs {' or '.join(types)}")
-        if role.startswith("external id") and not (field.get("externalId") and field.get("unique")):
-            problems.append("not External ID + Unique")
-        if (sobject, name.lower()) in written and not (field.get("createable") and field.get("updateable")):
-            problems.append("not createable/updateable by the API user")
-        if role == "TSM lookup to User":
-            if "User" not in (field.get("referenceTo") or []):
-                problems.append(f"refers to {field.get('referenceTo')}, needs User")
-            if (field.get("relationshipName") or "") != pb.salesforce.account.tsm_relationship:
-                problems.append(
-                    f"relationship name {field.get('relationshipName')!r}, the playbook says "
-                    f"{pb.salesforce.account.tsm_relationship!r}"
-                )
-        fix = f"fix {sobject}.{name} ({role}) or its mapping in playbook.yaml"
-        if problems and problems[0] == "not External ID + Unique":
-            fix = f"edit {sobject}.{name}: tick External ID and Unique (they make every upsert idempotent)"
-        detail = f"{field.get('type')}" + (f"({field.get('length')})" if field.get("length") else "")
-        if role.startswith("external id") and not problems:
-            detail += ", External ID, unique"
-        out.append(Check(check, not problems, "; ".join(problems) or detail, fix if problems else ""))
-    return out
+    return written
+
+
+def _check_field(
+    pb: Playbook,
+    spec: FieldSpec,
+    describes: Mapping[str, Mapping[str, Any]],
+    written: set[tuple[str, str]],
+) -> Check:
+    """One field spec against its object's describe: missing, its problems, or what was found."""
+    sobject, name, _, role = spec
+    check = f"salesforce.field {sobject}.{name}"
+    field = _fields(describes.get(sobject) or {}).get(name.lower())
+    if field is None:
+        fix = f"create {sobject}.{name} or map another field in playbook.yaml salesforce:"
+        return Check(check, False, f"missing ({role})", fix)
+    problems = _field_problems(pb, spec, field, written)
+    if not problems:
+        return Check(check, True, _field_found(field, role))
+    fix = f"fix {sobject}.{name} ({role}) or its mapping in playbook.yaml"
+    if problems[0] == "not External ID + Unique":
+        fix = f"edit {sobject}.{name}: tick External ID and Unique (they make every upsert idempotent)"
+    return Check(check, False, "; ".join(problems), fix)
+
+
+def _field_problems(
+    pb: Playbook, spec: FieldSpec, field: Mapping[str, Any], written: set[tuple[str, str]]
+) -> list[str]:
+    """What is wrong with a described field for its role: type, External ID + Unique, API access, lookup."""
+    sobject, name, types, role = spec
+    problems = []
+    if types and field.get("type") not in types:
+        problems.append(f"type {field.get('type')}, needs {' or '.join(types)}")
+    if role.startswith("external id") and not (field.get("externalId") and field.get("unique")):
+        problems.append("not External ID + Unique")
+    if (sobject, name.lower()) in written and not (field.get("createable") and field.get("updateable")):
+        problems.append("not createable/updateable by the API user")
+    if role == "TSM lookup to User":
+        problems += _tsm_lookup_problems(field, pb.salesforce.account.tsm_relationship)
+    return problems
+
+
+def _tsm_lookup_problems(field: Mapping[str, Any], relationship: str) -> list[str]:
+    """The TSM lookup refers to User under the relationship name the playbook's SOQL uses."""
+    problems = []
+    if "User" not in (field.get("referenceTo") or []):
+        problems.append(f"refers to {field.get('referenceTo')}, needs User")
+    if (field.get("relationshipName") or "") != relationship:
+        problems.append(
+            f"relationship name {field.get('relationshipName')!r}, the playbook says {relationship!r}"
+        )
+    return problems
+
+
+def _field_found(field: Mapping[str, Any], role: str) -> str:
+    """E.g. "string(255), External ID, unique" or "date"."""
+    detail = f"{field.get('type')}" + (f"({field.get('length')})" if field.get("length") else "")
+    return detail + ", External ID, unique" if role.startswith("external id") else detail
 
 
 # -- Salesforce picklists ---------------------------------------------------------------------------
@@ -251,8 +279,19 @@ def _answers_check(name: str, q: Any, answers: Iterable[str]) -> Check:
 
 
 def _check_main(pb: Playbook, index: SurveyIndex) -> list[Check]:
+    """The main survey has every heading, question and answer text the topics and triggers name."""
     texts, by_heading = _texts(index)
-    t = pb.triggers
+    return [
+        *_topic_heading_checks(pb, texts),
+        *_low_score_checks(pb.triggers, by_heading),
+        *_trigger_question_checks(pb.triggers, by_heading),
+        *_any_choice_checks(pb.triggers, index),
+        _topics_coverage_check(pb, index),
+    ]
+
+
+def _topic_heading_checks(pb: Playbook, texts: set[str]) -> list[Check]:
+    """Each heading of topics.by_heading is a question or matrix row of the survey."""
     out = []
     for heading, topic in sorted(pb.topics.by_heading.items()):
         ok = normalise(heading) in texts
@@ -264,19 +303,29 @@ def _check_main(pb: Playbook, index: SurveyIndex) -> list[Check]:
                 "fix topics.by_heading in playbook.yaml to the survey's exact heading/row text",
             )
         )
+    return out
+
+
+def _low_score_checks(t: Triggers, by_heading: dict) -> list[Check]:
+    """The score question exists and has one choice per point of the playbook's scale."""
     low, q_low = _question_check("surveymonkey.trigger low_score", t.low_score.question, by_heading, "main")
-    out.append(low)
-    if q_low is not None:
-        points = t.low_score.scale_max - t.low_score.scale_min + 1
-        n = len(q_low.choice_positions)
-        out.append(
-            Check(
-                "surveymonkey.trigger low_score scale",
-                n == points,
-                f"{n} choices for the {t.low_score.scale_min}..{t.low_score.scale_max} scale",
-                f"the score question needs exactly {points} choices (scores come from their position)",
-            )
-        )
+    if q_low is None:
+        return [low]
+    points = t.low_score.scale_max - t.low_score.scale_min + 1
+    n = len(q_low.choice_positions)
+    scale = Check(
+        "surveymonkey.trigger low_score scale",
+        n == points,
+        f"{n} choices for the {t.low_score.scale_min}..{t.low_score.scale_max} scale",
+        f"the score question needs exactly {points} choices (scores come from their position)",
+    )
+    return [low, scale]
+
+
+def _trigger_question_checks(t: Triggers, by_heading: dict) -> list[Check]:
+    """The unresolved-issue and follow-up questions exist with their answers, and the alarming-comment
+    questions exist."""
+    out = []
     for key in ("unresolved_issue", "follow_up_request"):
         trigger = getattr(t, key)
         found, q = _question_check(f"surveymonkey.trigger {key}", trigger.question, by_heading, "main")
@@ -285,7 +334,13 @@ def _check_main(pb: Playbook, index: SurveyIndex) -> list[Check]:
             out.append(_answers_check(f"surveymonkey.answers {key}", q, trigger.answers))
     for heading in t.alarming_comment.questions:
         out.append(_question_check("surveymonkey.trigger alarming_comment", heading, by_heading, "main")[0])
+    return out
+
+
+def _any_choice_checks(t: Triggers, index: SurveyIndex) -> list[Check]:
+    """Negative and neutral-or-worse answer texts are each a choice of some question."""
     all_choices = {normalise(c) for q in index.questions.values() for c in q.choices.values()}
+    out = []
     for key, answers in (
         ("negative_answer", [a.text for a in t.negative_answer.answers]),
         ("at_risk", list(t.at_risk.neutral_or_worse_answers)),
@@ -300,6 +355,11 @@ def _check_main(pb: Playbook, index: SurveyIndex) -> list[Check]:
                 "silently disables the trigger)",
             )
         )
+    return out
+
+
+def _topics_coverage_check(pb: Playbook, index: SurveyIndex) -> Check:
+    """Every question (or each row of a matrix) is mapped to a topic or deliberately left to the default."""
     mapped = {normalise(h) for h in pb.topics.by_heading} | {normalise(h) for h in pb.topics.left_to_default}
     unmapped = [
         q.heading
@@ -307,15 +367,12 @@ def _check_main(pb: Playbook, index: SurveyIndex) -> list[Check]:
         if normalise(q.heading) not in mapped
         and not (q.rows and all(normalise(r) in mapped for r in q.rows.values()))
     ]
-    out.append(
-        Check(
-            "surveymonkey.topics coverage",
-            not unmapped,
-            f"unmapped questions: {unmapped}" if unmapped else f"all {len(index.questions)} questions mapped",
-            "map each question under topics.by_heading or list it under topics.left_to_default",
-        )
+    return Check(
+        "surveymonkey.topics coverage",
+        not unmapped,
+        f"unmapped questions: {unmapped}" if unmapped else f"all {len(index.questions)} questions mapped",
+        "map each question under topics.by_heading or list it under topics.left_to_default",
     )
-    return out
 
 
 def _check_pulse(pb: Playbook, index: SurveyIndex) -> list[Check]:
