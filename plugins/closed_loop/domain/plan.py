@@ -248,26 +248,17 @@ def _case_description(score: ResponseScore, ctx: StepContext, playbook: Playbook
     return _clip("\n".join(lines), DESCRIPTION_MAX)
 
 
-# --- public API ---------------------------------------------------------------------------------------
-
-
-def plan_case(
+def _case_context(
     score: ResponseScore,
     account: AccountFacts,
-    contact: ContactFacts | None,
+    contact: ContactFacts,
     routing: Routing,
     playbook: Playbook,
-    calendar: BusinessCalendar,
-    received_on: date,
     response_url: str,
-    opened_on: date | None = None,
-) -> CasePlan:
-    """The Case and every on_open step Task for a negative response (ValueError if it is not negative)."""
-    if not score.negative or score.severity is None:
-        raise ValueError(f"response {score.response_id} is not negative: nothing to plan")
+) -> StepContext:
+    """What step planning needs about a new Case: the response, account, contact, routing and priorities."""
     case_priority = playbook.priority.case[score.severity][routing.tier]  # type: ignore[index]
-    contact = contact or ContactFacts(None)
-    ctx = StepContext(
+    return StepContext(
         response_id=score.response_id,
         account_id=account.account_id,
         account_name=account.name,
@@ -291,6 +282,27 @@ def plan_case(
         inactive_roles=routing.inactive_roles,
         problems=score.problems,
     )
+
+
+# --- public API ---------------------------------------------------------------------------------------
+
+
+def plan_case(
+    score: ResponseScore,
+    account: AccountFacts,
+    contact: ContactFacts | None,
+    routing: Routing,
+    playbook: Playbook,
+    calendar: BusinessCalendar,
+    received_on: date,
+    response_url: str,
+    opened_on: date | None = None,
+) -> CasePlan:
+    """The Case and every on_open step Task for a negative response (ValueError if it is not negative)."""
+    if not score.negative or score.severity is None:
+        raise ValueError(f"response {score.response_id} is not negative: nothing to plan")
+    contact = contact or ContactFacts(None)
+    ctx = _case_context(score, account, contact, routing, playbook, response_url)
     anchors = {"response_received": received_on, "case_opened": opened_on or received_on}
     steps = [
         _plan_step(step, ctx, anchors[step.anchor], playbook, calendar)
@@ -301,7 +313,7 @@ def plan_case(
         response_id=score.response_id,
         subject=_clip(f"Post-implementation feedback needs follow-up: {account.name}", SUBJECT_MAX),
         description=_case_description(score, ctx, playbook),
-        priority=case_priority,
+        priority=ctx.case_priority,
         origin=playbook.salesforce.case.origin,
         status=playbook.salesforce.case.new_status,
         owner_username=routing.lp_username,
