@@ -15,7 +15,7 @@ from typing import Any
 import jinja2
 
 from closed_loop.reporting.charts import pareto_frames, render_charts
-from closed_loop.reporting.metrics import QuarterlyMetrics
+from closed_loop.reporting.metrics import Durations, QuarterlyMetrics, Recovery
 from closed_loop.reporting.summary import hours, money, negative_rate_phrase, num, pct, what_changed
 from closed_loop.templating import environment
 
@@ -54,16 +54,22 @@ def _fmt(value: Any, formatter) -> str:
 
 def report_context(m: QuarterlyMetrics, summary: str | None = None) -> dict[str, Any]:
     """Everything the templates print, already formatted as text."""
-    cur, prev = m.current, m.previous
-    trend = [
-        {
-            "quarter": label,
-            **{k: _fmt(v, f) for (k, _, f), v in zip(KEY_FIGURES, _pick(m.figures(label)), strict=True)},
-        }
-        for label in m.trend.index
-    ]
-    days = lambda d: {"n": d.count, "median": num(d.median), "p90": num(d.p90), "max": num(d.max)}  # noqa: E731
-    frames = pareto_frames(m)
+    return {
+        **_heading(m, summary),
+        "key_figures": _key_figures(m),
+        "negative_rate_phrase": negative_rate_phrase(m),
+        "trend": _trend_rows(m),
+        **_breakdowns(m),
+        "sla": _sla_rows(m),
+        **_timeliness(m),
+        **_volumes(m),
+        "recovery": _recovery(m.recovery),
+        "workload": m.workload.to_dict("records"),
+    }
+
+
+def _heading(m: QuarterlyMetrics, summary: str | None) -> dict[str, Any]:
+    """Quarter, period, subject and headline, the summary paragraph, and whether the quarter was empty."""
     return {
         "quarter": m.quarter.label,
         "previous_quarter": m.quarter.previous().label,
@@ -72,12 +78,32 @@ def report_context(m: QuarterlyMetrics, summary: str | None = None) -> dict[str,
         "headline": subject(m).split(": ", 1)[-1],
         "summary": summary if summary is not None else what_changed(m),
         "empty": m.is_empty,
-        "key_figures": [
-            {"label": label, "now": _fmt(cur[k], f), "before": _fmt(prev[k], f)}
-            for k, label, f in KEY_FIGURES
-        ],
-        "negative_rate_phrase": negative_rate_phrase(m),
-        "trend": trend,
+    }
+
+
+def _key_figures(m: QuarterlyMetrics) -> list[dict[str, str]]:
+    """Each key figure of this quarter and the previous one, formatted."""
+    cur, prev = m.current, m.previous
+    return [
+        {"label": label, "now": _fmt(cur[k], f), "before": _fmt(prev[k], f)} for k, label, f in KEY_FIGURES
+    ]
+
+
+def _trend_rows(m: QuarterlyMetrics) -> list[dict[str, str]]:
+    """One row per trend quarter: the key figures, formatted."""
+    return [
+        {
+            "quarter": label,
+            **{k: _fmt(v, f) for (k, _, f), v in zip(KEY_FIGURES, _pick(m.figures(label)), strict=True)},
+        }
+        for label in m.trend.index
+    ]
+
+
+def _breakdowns(m: QuarterlyMetrics) -> dict[str, list[dict[str, Any]]]:
+    """The Pareto tables (questions, topics) as the charts fold them, the signals and the root causes."""
+    frames = pareto_frames(m)
+    return {
         "questions": [
             {
                 "label": r.label,
@@ -102,25 +128,43 @@ def report_context(m: QuarterlyMetrics, summary: str | None = None) -> dict[str,
             {"cause": r.root_cause[:1].upper() + r.root_cause[1:], "cases": r.cases, "share": pct(r.share)}
             for r in m.root_causes.itertuples()
         ],
-        "sla": [
-            {
-                "step": r.step.replace("_", " ").capitalize(),
-                "due": r.steps_due,
-                "on_time": r.on_time,
-                "share": pct(r.on_time_share),
-                "median": num(_nan(r.median_bd)),
-                "p90": num(_nan(r.p90_bd)),
-            }
-            for r in m.sla_by_step.itertuples()
-        ],
-        "ack": days(m.time_to_acknowledge),
-        "close": days(m.time_to_close),
-        "open_age": days(m.open_case_age_days),
-        "intake_delay": {
-            "n": m.intake_delay_hours.count,
-            "median": hours(m.intake_delay_hours.median),
-            "p90": hours(m.intake_delay_hours.p90),
-        },
+    }
+
+
+def _sla_rows(m: QuarterlyMetrics) -> list[dict[str, Any]]:
+    """Per SOP step due in the quarter: how many, on time, and the business days taken."""
+    return [
+        {
+            "step": r.step.replace("_", " ").capitalize(),
+            "due": r.steps_due,
+            "on_time": r.on_time,
+            "share": pct(r.on_time_share),
+            "median": num(_nan(r.median_bd)),
+            "p90": num(_nan(r.p90_bd)),
+        }
+        for r in m.sla_by_step.itertuples()
+    ]
+
+
+def _days(d: Durations) -> dict[str, Any]:
+    return {"n": d.count, "median": num(d.median), "p90": num(d.p90), "max": num(d.max)}
+
+
+def _timeliness(m: QuarterlyMetrics) -> dict[str, dict[str, Any]]:
+    """Time to acknowledge and to close, open cases' age (days) and the intake delay (hours)."""
+    delay = m.intake_delay_hours
+    return {
+        "ack": _days(m.time_to_acknowledge),
+        "close": _days(m.time_to_close),
+        "open_age": _days(m.open_case_age_days),
+        "intake_delay": {"n": delay.count, "median": hours(delay.median), "p90": hours(delay.p90)},
+    }
+
+
+def _volumes(m: QuarterlyMetrics) -> dict[str, Any]:
+    """Open cases' MRR, this quarter's invite and response counts, and the repeat-negative accounts."""
+    cur = m.current
+    return {
         "open_mrr": money(m.open_cases_mrr) if m.open_cases_mrr or not m.open_cases_without_mrr else "no",
         "open_without_mrr": m.open_cases_without_mrr,
         "responded_invites": cur["responded_invites"],
@@ -130,17 +174,20 @@ def report_context(m: QuarterlyMetrics, summary: str | None = None) -> dict[str,
         "min_responses": m.min_responses_to_compare,
         "repeat_accounts": m.repeat_negative_accounts,
         "accounts_with_negatives": m.accounts_with_negatives,
-        "recovery": {
-            "pulses": m.recovery.pulse_responses,
-            "pairs": m.recovery.pairs,
-            "improved": m.recovery.improved,
-            "improved_share": pct(m.recovery.improved_share),
-            "before": num(m.recovery.mean_before),
-            "after": num(m.recovery.mean_after),
-            "satisfied": pct(m.recovery.satisfied_share),
-            "escalated": m.recovery.escalated,
-        },
-        "workload": m.workload.to_dict("records"),
+    }
+
+
+def _recovery(r: Recovery) -> dict[str, Any]:
+    """Recovery pulses: how many, paired with the negative score, improved, satisfied, escalated."""
+    return {
+        "pulses": r.pulse_responses,
+        "pairs": r.pairs,
+        "improved": r.improved,
+        "improved_share": pct(r.improved_share),
+        "before": num(r.mean_before),
+        "after": num(r.mean_after),
+        "satisfied": pct(r.satisfied_share),
+        "escalated": r.escalated,
     }
 
 
