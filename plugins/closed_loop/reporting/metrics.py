@@ -561,6 +561,66 @@ def _open_mrr(data: ReportData, open_now: pd.DataFrame) -> tuple[float, int]:
     return float(mrr.sum(skipna=True)), int(mrr.isna().sum())
 
 
+def _negative_rate_change(trend: pd.DataFrame, q: Quarter, minimum: int) -> tuple[float | None, str | None]:
+    """Points the negative rate moved since the previous quarter and the direction; ``(None, TOO_FEW)``
+    when that quarter had fewer than ``minimum`` responses, ``(None, None)`` when a rate is missing."""
+    prev = q.previous().label
+    now, before = trend.loc[q.label, "negative_rate"], trend.loc[prev, "negative_rate"]
+    change = None if pd.isna(now) or pd.isna(before) else round(float(now - before) * 100, 1)
+    if change is not None and trend.loc[prev, "responses"] < minimum:
+        return None, TOO_FEW
+    return change, _direction(change)
+
+
+def _main_negatives(responses: pd.DataFrame) -> pd.DataFrame:
+    """Negative responses to the main survey (recovery pulses excluded), of every quarter."""
+    return responses[~responses["is_recovery"].astype(bool) & responses["negative"].astype(bool)]
+
+
+def _by_topic(negatives: pd.DataFrame, settings: ReportSettings) -> pd.DataFrame:
+    """Negative responses per topic (a response counts once for each of its topics), with topic names."""
+    topics = negatives["topics"].map(lambda t: list(t) if isinstance(t, list | tuple | np.ndarray) else [])
+    by_topic = _pareto(topics.explode().dropna().value_counts(), "topic", "negatives")
+    by_topic.insert(1, "name", by_topic["topic"].map(settings.topic_name))
+    return by_topic
+
+
+def _root_causes(closed: pd.DataFrame) -> pd.DataFrame:
+    """The most frequent normalised root causes of the closed cases, with their shares."""
+    causes = normalise_root_cause(closed["root_cause"]).dropna().value_counts()
+    return _pareto(causes, "root_cause", "cases").drop(columns="cumulative_share").head(TOP_ROOT_CAUSES)
+
+
+def _opened_with_ack(cases: pd.DataFrame, steps: pd.DataFrame, q: Quarter) -> pd.DataFrame:
+    """Cases opened in the quarter, with ``acked_at``: when their acknowledge step was completed."""
+    acks = steps[(steps["step"] == "acknowledge") & steps["completed_at"].notna()]
+    acks = acks.drop_duplicates("case_key")[["case_key", "completed_at"]].rename(
+        columns={"completed_at": "acked_at"}
+    )
+    return cases[_in_quarter(cases["opened_at"], q)].merge(acks, on="case_key", how="left")
+
+
+def _hours(start: pd.Series, end: pd.Series) -> pd.Series:
+    return (end - start).dt.total_seconds() / 3600
+
+
+def _negatives_per_account(main_negatives: pd.DataFrame, q: Quarter) -> pd.Series:
+    """Distinct negative responses per account in the last four quarters (this one included)."""
+    period = _period(main_negatives["date_created"])
+    window = main_negatives[(period >= _to_period(q.previous(3))) & (period <= _to_period(q))]
+    return window.groupby("account_id")["response_id"].nunique()
+
+
+def _responses_to_earlier_invites(data: ReportData, q: Quarter) -> int:
+    """Main-survey responses created in the quarter whose invite was sent before it began."""
+    responses = data.responses
+    all_main = responses[~responses["is_recovery"].astype(bool)]
+    arrived = all_main[_in_quarter(all_main["date_created"], q)]
+    sends = data.survey_sends.drop_duplicates("send_key").set_index("send_key")["sent_at"]
+    sent_at = sends.reindex(arrived["send_key"]).reset_index(drop=True)
+    return int((sent_at < pd.Timestamp(q.start, tz="UTC")).sum())
+
+
 def compute_metrics(
     data: ReportData,
     quarter: Quarter,
@@ -577,68 +637,33 @@ def compute_metrics(
     tz = settings.timezone
     data = _with_closed_cases(data)
     trend = _trend(data, quarter.trailing(TREND_QUARTERS), settings)
-    prev = quarter.previous().label
-    now, before = trend.loc[quarter.label, "negative_rate"], trend.loc[prev, "negative_rate"]
-    change = None if pd.isna(now) or pd.isna(before) else round(float(now - before) * 100, 1)
-    direction = _direction(change)
-    if change is not None and trend.loc[prev, "responses"] < settings.min_responses_to_compare:
-        change, direction = None, TOO_FEW
-
-    responses = data.responses
-    main = responses[~responses["is_recovery"].astype(bool) & responses["negative"].astype(bool)]
-    negatives = main[_in_quarter(main["date_created"], quarter)]
-    topics = negatives["topics"].map(lambda t: list(t) if isinstance(t, list | tuple | np.ndarray) else [])
-    topic_counts = topics.explode().dropna().value_counts()
-    by_topic = _pareto(topic_counts, "topic", "negatives")
-    by_topic.insert(1, "name", by_topic["topic"].map(settings.topic_name))
-
+    change, direction = _negative_rate_change(trend, quarter, settings.min_responses_to_compare)
+    main_negatives = _main_negatives(data.responses)
+    negatives = main_negatives[_in_quarter(main_negatives["date_created"], quarter)]
     cases = data.cases.assign(received_on=_received_on(data, tz), responded_at=_response_time(data))
     closed = cases[_in_quarter(cases["closed_at"], quarter)]
-    causes = normalise_root_cause(closed["root_cause"]).dropna().value_counts()
-    root_causes = (
-        _pareto(causes, "root_cause", "cases").drop(columns="cumulative_share").head(TOP_ROOT_CAUSES)
-    )
-
     steps = _live_steps(data, tz)
-    acks = steps[(steps["step"] == "acknowledge") & steps["completed_at"].notna()]
-    acks = acks.drop_duplicates("case_key")[["case_key", "completed_at"]].rename(
-        columns={"completed_at": "acked_at"}
-    )
-    opened = cases[_in_quarter(cases["opened_at"], quarter)].merge(acks, on="case_key", how="left")
-    delay = (opened["opened_at"] - opened["responded_at"]).dt.total_seconds() / 3600
+    opened = _opened_with_ack(cases, steps, quarter)
     open_now = cases[_open_at(cases, quarter)]
-    age = (pd.Timestamp(quarter.end) - _days(open_now["opened_at"])).dt.days
     open_mrr, without_mrr = _open_mrr(data, open_now)
-
-    window = main[
-        (_period(main["date_created"]) >= _to_period(quarter.previous(3)))
-        & (_period(main["date_created"]) <= _to_period(quarter))
-    ]
-    per_account = window.groupby("account_id")["response_id"].nunique()
-
-    all_main = responses[~responses["is_recovery"].astype(bool)]
-    arrived = all_main[_in_quarter(all_main["date_created"], quarter)]
-    sends = data.survey_sends.drop_duplicates("send_key").set_index("send_key")["sent_at"]
-    sent_at = sends.reindex(arrived["send_key"]).reset_index(drop=True)
-    earlier = int((sent_at < pd.Timestamp(quarter.start, tz="UTC")).sum())
-
+    per_account = _negatives_per_account(main_negatives, quarter)
     return QuarterlyMetrics(
         quarter=quarter,
         trend=trend,
         negative_rate_change_pts=change,
         negative_rate_direction=direction,
-        by_topic=by_topic,
+        by_topic=_by_topic(negatives, settings),
         by_question=_by_question(data, negatives["response_id"], settings.negative_trigger_kinds),
         signals=_signals(data, negatives["response_id"], settings.separate_trigger_kinds),
-        root_causes=root_causes,
+        root_causes=_root_causes(closed),
         sla_by_step=_sla_by_step(steps[_in_quarter(steps["due_date"], quarter)], bd, settings.step_order, tz),
         time_to_acknowledge=Durations.of(_busdays(bd, opened["received_on"], opened["acked_at"], tz)),
         time_to_close=Durations.of(_busdays(bd, closed["received_on"], closed["closed_at"], tz)),
-        intake_delay_hours=Durations.of(delay),
-        open_case_age_days=Durations.of(age),
+        intake_delay_hours=Durations.of(_hours(opened["responded_at"], opened["opened_at"])),
+        open_case_age_days=Durations.of((pd.Timestamp(quarter.end) - _days(open_now["opened_at"])).dt.days),
         open_cases_mrr=open_mrr,
         open_cases_without_mrr=without_mrr,
-        responses_to_earlier_invites=earlier,
+        responses_to_earlier_invites=_responses_to_earlier_invites(data, quarter),
         min_responses_to_compare=settings.min_responses_to_compare,
         repeat_negative_accounts=int((per_account > 1).sum()),
         accounts_with_negatives=len(per_account),
