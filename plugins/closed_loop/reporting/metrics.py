@@ -66,6 +66,24 @@ SIGNAL_LABELS = {
     "low_score": "Low recommend score",
 }
 TOO_FEW = "too_few"
+TREND_COLUMNS = (  # the trend frame's columns, in order
+    "surveys_sent",
+    "responded_invites",
+    "response_rate",
+    "responses",
+    "negatives",
+    "negative_rate",
+    "nps",
+    "cases_opened",
+    "cases_closed",
+    "open_cases_at_end",
+    "steps_due",
+    "steps_on_time",
+    "sla_on_time_share",
+    "escalations",
+    "cases_escalated",
+    "sla_breaches",
+)
 
 
 @dataclass(frozen=True)
@@ -377,25 +395,7 @@ def _trend(data: ReportData, quarters: list[Quarter], settings: ReportSettings) 
     frame["negative_rate"] = frame["negatives"] / frame["responses"].replace(0, np.nan)
     frame["sla_on_time_share"] = frame["steps_on_time"] / frame["steps_due"].replace(0, np.nan)
     frame.index = pd.Index([q.label for q in quarters], name="quarter")
-    order = [
-        "surveys_sent",
-        "responded_invites",
-        "response_rate",
-        "responses",
-        "negatives",
-        "negative_rate",
-        "nps",
-        "cases_opened",
-        "cases_closed",
-        "open_cases_at_end",
-        "steps_due",
-        "steps_on_time",
-        "sla_on_time_share",
-        "escalations",
-        "cases_escalated",
-        "sla_breaches",
-    ]
-    return frame[order]
+    return frame[list(TREND_COLUMNS)]
 
 
 def _received_on(data: ReportData, tz: str) -> pd.Series:
