@@ -465,6 +465,33 @@ def test_the_lp_reminder_task_carries_the_survey_link(env):
     assert "https://www.surveymonkey.com/r/Post_Implementation_Feedback" in task["Description"]
 
 
+def test_a_replayed_lp_reminder_task_keeps_what_the_lp_did(env):
+    """Issue 19 item 7: after a ledger restore the LP reminder Task is found by its key, not duplicated,
+    and the LP's Status (completed) and the Owner they reassigned it to stay as they are."""
+    env.run_day(START, reminders=False)
+    key = sends(env, status="sent")[0]["send_key"]
+    with env.ledger.session() as s:
+        from sqlalchemy import update
+
+        from closed_loop.ledger.models import SurveySend
+
+        s.execute(update(SurveySend).where(SurveySend.send_key == key)
+                  .values(reminder_key="r", reminder_sent_at=dt.datetime.now(dt.UTC)))  # fmt: skip
+    assert dispatch.create_lp_reminder_tasks(env.sf, env.ledger, env.playbook, START) == 1
+    task_key = f"survey-reminder:{key}"
+    [task] = [t for t in env.admin("GET", "records/Task") if t.get("Closed_Loop_Key__c") == task_key]
+    users = {u["Username"]: u["Id"] for u in env.admin("GET", "records/User") if u.get("IsActive")}
+    other = next(uid for uid in users.values() if uid != task["OwnerId"])
+    env.sf.update_records("Task", [{"Id": task["Id"], "Status": "Completed", "OwnerId": other}])
+    with env.ledger.session() as s:  # the ledger restored from a backup taken before the Task
+        s.execute(update(SurveySend).where(SurveySend.send_key == key).values(lp_reminder_task_id=None))
+    assert dispatch.create_lp_reminder_tasks(env.sf, env.ledger, env.playbook, START) == 1
+    [again] = [t for t in env.admin("GET", "records/Task") if t.get("Closed_Loop_Key__c") == task_key]
+    assert again["Id"] == task["Id"]
+    assert (again["Status"], again["OwnerId"]) == ("Completed", other)
+    assert env.ledger.get_send(key)["lp_reminder_task_id"] == task["Id"]
+
+
 # -- pure planning ---------------------------------------------------------------------------------------
 
 RULES = SimpleNamespace(

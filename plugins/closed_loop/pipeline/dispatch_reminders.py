@@ -170,53 +170,49 @@ def _lp_task_text(playbook) -> str:
 
 
 def create_lp_reminder_tasks(sf, ledger, playbook, today: dt.date, calendar=None) -> int:
-    """Upsert one Task per reminded send asking the account's LP to remind the biller (SOP). Idempotent by
-    the Task external id ``survey-reminder:<send_key>``; owners resolved with one SOQL on User."""
-    from closed_loop.domain.routing import AccountFacts, route
+    """Create one Task per reminded send asking the account's LP to remind the biller (SOP), through the
+    one Salesforce writer: keyed ``survey-reminder:<send_key>``, so a replay (a crash before the ledger
+    recorded it, a restored ledger) finds the Task and leaves the LP's Status/Priority/Owner alone.
+    Owners resolved with one SOQL on User (``lookup_users``)."""
+    from closed_loop.domain.records import task_record
+    from closed_loop.pipeline.salesforce_writes import create_records_once, lookup_users
 
     sends = ledger.reminded_without_lp_task()
-    accounts = ledger.get_accounts({r["account_id"] for r in sends})
     if not sends:
         return 0
-    wanted = {a["tsm_username"] for a in accounts.values() if a["tsm_username"]} | {
-        playbook.username(role) for role in playbook.people.roles
-    }
-    users = {
-        u["Username"].lower(): u
-        for u in sf.query(
-            "SELECT Id, Username, IsActive FROM User WHERE Username IN {names}", names=sorted(wanted)
-        )
-    }
-    task_fields = playbook.salesforce.task
+    accounts = ledger.get_accounts({r["account_id"] for r in sends})
+    roles = {playbook.username(role) for role in playbook.people.roles}
+    users = lookup_users(sf, roles | {a["tsm_username"] for a in accounts.values()})
     due = calendar.add_business_days(today, 2) if calendar else today + dt.timedelta(days=2)
     records, keys = [], []
     for send in sends:
         account = accounts.get(send["account_id"])
-        if not account:
+        owner_id = account and _lp_owner_id(account, users, playbook)
+        if not owner_id:
             continue
-        tsm = users.get((account["tsm_username"] or "").lower())
-        facts = AccountFacts(
-            account["sf_id"], account["name"] or "", account["mrr"], account["tsm_username"],
-            tsm_active=bool(tsm and tsm.get("IsActive")),
-        )  # fmt: skip
-        owner = users.get(route(facts, (), playbook).lp_username.lower())
-        if owner is None or not owner.get("IsActive"):
-            owner = users.get(playbook.username(playbook.routing.otherwise).lower())
-        if owner is None:
-            continue
-        records.append({
-            task_fields.external_id: f"survey-reminder:{send['send_key']}",
-            "Subject": f"Remind {account['name']} to complete the post-implementation survey"[:255],
-            "Description": _lp_task_text(playbook),
-            "WhatId": account["sf_id"], "WhoId": send["contact_id"], "OwnerId": owner["Id"],
-            "Status": task_fields.open_status, "Priority": "Normal", "ActivityDate": due.isoformat(),
-        })  # fmt: skip
+        records.append(task_record(
+            playbook, key=f"survey-reminder:{send['send_key']}",
+            subject=f"Remind {account['name']} to complete the post-implementation survey",
+            description=_lp_task_text(playbook), due=due, owner_id=owner_id,
+            what_id=account["sf_id"], who_id=send["contact_id"],
+        ))  # fmt: skip
         keys.append(send["send_key"])
-    results = sf.upsert_records("Task", task_fields.external_id, records) if records else []
-    mapping = {k: r["id"] for k, r in zip(keys, results, strict=True) if r["success"]}
-    failed = len(records) - len(mapping)
-    if failed:
-        log.warning("LP reminder tasks: %d failed (will retry next run)", failed)
+    results = create_records_once(sf, "Task", playbook.salesforce.task.external_id, records, playbook)
+    mapping = {k: r.id for k, r in zip(keys, results, strict=True) if r.ok}
+    if len(records) > len(mapping):
+        log.warning("LP reminder tasks: %d failed (will retry next run)", len(records) - len(mapping))
     ledger.set_lp_reminder_tasks(mapping)
     return len(mapping)
 
+
+def _lp_owner_id(account: dict, users, playbook) -> str | None:
+    """The account's Lead Person by the playbook's routing (TSM when active and MRR is over the threshold),
+    else the routing's fallback role; None when neither is an active Salesforce user."""
+    from closed_loop.domain.routing import AccountFacts, route
+
+    facts = AccountFacts(
+        account["sf_id"], account["name"] or "", account["mrr"], account["tsm_username"],
+        tsm_active=users.active(account["tsm_username"]) is not None,
+    )  # fmt: skip
+    lead = route(facts, (), playbook).lp_username
+    return users.id(lead) or users.id(playbook.username(playbook.routing.otherwise))
