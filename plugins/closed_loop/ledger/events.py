@@ -21,6 +21,14 @@ class EventsMixin(LedgerCore):
         with self.session() as s:
             return bool(insert_if_absent(s, SlaEvent, [event], ["event_key"]))
 
+    def add_sla_events(self, events: Iterable[Mapping]) -> list[str]:
+        """Insert the events whose key is new, in one transaction. Returns the keys inserted."""
+        events = list(events)
+        if not events:
+            return []
+        with self.session() as s:
+            return [k for (k,) in insert_if_absent(s, SlaEvent, events, ["event_key"])]
+
     def set_sla_event_task(self, event_key: str, sf_task_id: str) -> int:
         """Record the Salesforce Task created for an event (escalation, reminder)."""
         return self._update(SlaEvent, SlaEvent.event_key == event_key, sf_task_id=sf_task_id)
@@ -32,6 +40,24 @@ class EventsMixin(LedgerCore):
         if kind is not None:
             stmt = stmt.where(SlaEvent.kind == kind)
         return self._rows(stmt)
+
+    def sla_events_since(self, since: dt.date) -> list[dict]:
+        """Every event that occurred on or after ``since``, by key."""
+        return self._rows(select(SlaEvent).where(SlaEvent.occurred_on >= since).order_by(SlaEvent.event_key))
+
+    def event_keys_of_cases(self, case_keys: Iterable[str]) -> set[str]:
+        """The keys of every event recorded for these cases."""
+        with self.session() as s:
+            stmt = select(SlaEvent.event_key).where(SlaEvent.case_key.in_(list(case_keys)))
+            return set(s.scalars(stmt))
+
+    def existing_event_keys(self, event_keys: Iterable[str]) -> set[str]:
+        """Which of these event keys are recorded."""
+        keys = list(event_keys)
+        if not keys:
+            return set()
+        with self.session() as s:
+            return set(s.scalars(select(SlaEvent.event_key).where(SlaEvent.event_key.in_(keys))))
 
     def events_without_task(self, kinds: Iterable[str]) -> list[dict]:
         """Events of these kinds whose Salesforce Task is not recorded yet (create after a crash)."""

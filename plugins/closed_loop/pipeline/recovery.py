@@ -15,10 +15,7 @@ import logging
 from dataclasses import replace
 from datetime import date
 
-from sqlalchemy import select
-
 from closed_loop.domain.plan import StepPlan, plan_escalation
-from closed_loop.ledger.models import Case, Response, SlaEvent
 from closed_loop.pipeline.salesforce_writes import resolve_user_ids, upsert_cases, upsert_tasks
 
 log = logging.getLogger(__name__)
@@ -32,15 +29,8 @@ def event_key(case_key: str, response_id: str) -> str:
 
 def _pending(ledger) -> list[tuple[str, str]]:
     """(pulse response id, case key) of negative pulses whose escalation is not recorded yet."""
-    stmt = select(Response.response_id, Response.case_key).where(
-        Response.is_recovery.is_(True), Response.negative.is_(True), Response.case_key.is_not(None)
-    )
-    with ledger.session() as s:
-        rows = [(rid, ck) for rid, ck in s.execute(stmt.order_by(Response.response_id))]
-        keys = [event_key(ck, rid) for rid, ck in rows]
-        done = (
-            set(s.scalars(select(SlaEvent.event_key).where(SlaEvent.event_key.in_(keys)))) if keys else set()
-        )
+    rows = ledger.negative_recovery_pulses()
+    done = ledger.existing_event_keys(event_key(ck, rid) for rid, ck in rows)
     return [(rid, ck) for rid, ck in rows if event_key(ck, rid) not in done]
 
 
@@ -74,21 +64,19 @@ def _tasks(
     return esc, inform
 
 
-def _record(ledger, ck: str, rid: str, esc: StepPlan, inform: StepPlan, playbook, account: str) -> None:
+def _event(ck: str, rid: str, esc: StepPlan, inform: StepPlan, playbook, account: str) -> dict:
+    """The pulse's escalation event: recorded with its case reopened, so the sweep sees it as escalated."""
     fields = playbook.salesforce.task
-    with ledger.session() as s:
-        case = s.get(Case, ck, with_for_update=True)
-        s.add(SlaEvent(
-            event_key=event_key(ck, rid), kind="escalation", case_key=ck, occurred_on=esc.start_date,
-            details={
-                "reason": "dissatisfied", "source": SOURCE, "response_id": rid, "account_name": account,
-                "owner_role": esc.owner_role, "owner_title": playbook.people.roles[esc.owner_role].title,
-                "task": esc.task_fields(playbook) | {"_owner": esc.owner_username},
-                "inform_task": inform.task_fields(playbook) | {"_owner": inform.owner_username},
-                "task_key": esc.key, "external_id": fields.external_id,
-            },
-        ))  # fmt: skip
-        case.status, case.dissatisfied = "open", True  # reopened; the sweep sees it as escalated
+    return dict(
+        event_key=event_key(ck, rid), kind="escalation", case_key=ck, occurred_on=esc.start_date,
+        details={
+            "reason": "dissatisfied", "source": SOURCE, "response_id": rid, "account_name": account,
+            "owner_role": esc.owner_role, "owner_title": playbook.people.roles[esc.owner_role].title,
+            "task": esc.task_fields(playbook) | {"_owner": esc.owner_username},
+            "inform_task": inform.task_fields(playbook) | {"_owner": inform.owner_username},
+            "task_key": esc.key, "external_id": fields.external_id,
+        },
+    )  # fmt: skip
 
 
 def escalate_dissatisfied_pulses(sf, ledger, playbook, calendar, today: date, dry_run: bool = False) -> int:
@@ -110,8 +98,9 @@ def escalate_dissatisfied_pulses(sf, ledger, playbook, calendar, today: date, dr
         if todo:
             log.info("DRY RUN recovery: would escalate %s", [t[1]["case_key"] for t in todo])
         return len(todo)
-    for rid, case, account, esc, inform in todo:
-        _record(ledger, case["case_key"], rid, esc, inform, playbook, account)
+    ledger.record_reopening_escalations(
+        _event(case["case_key"], rid, esc, inform, playbook, name) for rid, case, name, esc, inform in todo
+    )
     events = [
         e for e in ledger.events_without_task(["escalation"]) if (e["details"] or {}).get("source") == SOURCE
     ]

@@ -4,15 +4,12 @@ ledger reads every step needs (SLA events, cases by key)."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from zoneinfo import ZoneInfo
-
-from sqlalchemy import select
 
 from closed_loop.domain.plan import (
     TSM_TITLE,
 )
-from closed_loop.ledger.models import Case, SlaEvent
 from closed_loop.ledger.types import to_utc
 from closed_loop.playbook import Playbook
 
@@ -46,37 +43,9 @@ def _with_calls(hook) -> int:
     return getattr(hook, "calls_made", 0)
 
 
-def _events(
-    ledger, case_keys: Iterable[str] | None = None, on: dt.date | None = None, since: dt.date | None = None
-) -> list[dict]:
-    with ledger.session() as s:
-        stmt = select(SlaEvent)
-        if case_keys is not None:
-            stmt = stmt.where(SlaEvent.case_key.in_(list(case_keys)))
-        if on is not None:
-            stmt = stmt.where(SlaEvent.occurred_on == on)
-        if since is not None:
-            stmt = stmt.where(SlaEvent.occurred_on >= since)
-        return [
-            {c.key: getattr(e, c.key) for c in SlaEvent.__table__.columns}
-            for e in s.scalars(stmt.order_by(SlaEvent.event_key))
-        ]
-
-
 def _step_title(step: str, playbook: Playbook) -> str:
     return playbook.step(step).title if step in _step_keys(playbook) else step
 
 
 def _step_keys(playbook: Playbook) -> set[str]:
     return {s.key for s in playbook.steps}
-
-
-def _cases(ledger, keys: Iterable[str]) -> dict[str, dict]:
-    keys = list(keys)
-    if not keys:
-        return {}
-    with ledger.session() as s:
-        return {
-            c.case_key: {k.key: getattr(c, k.key) for k in Case.__table__.columns}
-            for c in s.scalars(select(Case).where(Case.case_key.in_(keys)))
-        }

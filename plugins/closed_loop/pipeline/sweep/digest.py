@@ -7,7 +7,7 @@ import logging
 from collections import Counter
 
 from closed_loop.pipeline import outbox
-from closed_loop.pipeline.sweep.common import _events, email_key
+from closed_loop.pipeline.sweep.common import email_key
 from closed_loop.pipeline.sweep.notices import _owed_notices, owed_since
 from closed_loop.playbook import Playbook
 from closed_loop.templating import render
@@ -31,7 +31,7 @@ def ops_digest(
         if ledger.get_email(email_key("digest", d)) is None
     ]
     events = [
-        e for e in _events(ledger, since=min(missed, default=today)) if e["occurred_on"] in {*missed, today}
+        e for e in ledger.sla_events_since(min(missed, default=today)) if e["occurred_on"] in {*missed, today}
     ]
     breaches, sad, gaps = [], [], []
     for e in events:

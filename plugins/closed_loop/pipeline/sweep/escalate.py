@@ -14,14 +14,14 @@ from closed_loop.domain.plan import (
     render_step,
     signed,
 )
-from closed_loop.pipeline.sweep.common import _cases, _events, _with_calls
+from closed_loop.pipeline.sweep.common import _with_calls
 from closed_loop.pipeline.sweep.notices import _owed, _send_notices, owed_since
 from closed_loop.pipeline.sweep.plan import PLAN_KINDS, plan_sweep
 from closed_loop.pipeline.sweep.sla_events import (
     _add_overdue_events,
+    _dissatisfied_episode,
     _doc_missing_event,
     _reminder_event,
-    _start_dissatisfied_episode,
 )
 from closed_loop.playbook import Playbook
 
@@ -133,8 +133,12 @@ def record_intents(ledger, plan: dict, playbook: Playbook, calendar: BusinessCal
     _add_overdue_events(ledger, plan, ctxs, playbook, calendar, today)
     for ck, step in plan["reminders"]:
         ledger.add_sla_event(_reminder_event(ck, step, ctxs[ck], today))
-    for ck in plan["dissatisfied_start"]:
-        _start_dissatisfied_episode(ledger, ck, ctxs[ck], playbook, calendar, today)
+    ledger.start_dissatisfied_episodes(
+        {
+            ck: _dissatisfied_episode(ck, ctxs[ck], playbook, calendar, today)
+            for ck in plan["dissatisfied_start"]
+        }
+    )
     if plan["dissatisfied_end"]:
         ledger.record_case_status({"case_key": ck, "dissatisfied": False} for ck in plan["dissatisfied_end"])
     for ck in plan["doc_missing"]:
@@ -168,10 +172,10 @@ def pending_work(ledger, plan: dict, playbook: Playbook, today: dt.date) -> Swee
     pending_events = [
         e for e in ledger.events_without_task(TASK_EVENT_KINDS) if (e["details"] or {}).get("task")
     ]
-    recent = _events(ledger, since=owed_since(playbook, today))  # a notice stays owed until sent or expired
-    known = {**cases, **_cases(ledger, {e["case_key"] for e in recent} - set(cases))}
+    recent = ledger.sla_events_since(owed_since(playbook, today))  # a notice stays owed until sent or expired
+    known = {**cases, **ledger.cases_by_key({e["case_key"] for e in recent} - set(cases))}
     needs_mail = [e for e in recent if _owed(ledger, e, known, today)]
-    all_cases = {**known, **_cases(ledger, {e["case_key"] for e in pending_events} - set(known))}
+    all_cases = {**known, **ledger.cases_by_key({e["case_key"] for e in pending_events} - set(known))}
     step_rows = {p.key: (ck, p) for ck, p in plan["activated"]}
     return SweepWork(step_rows, pending_events, needs_mail, all_cases)
 

@@ -13,7 +13,7 @@ from closed_loop.domain.plan import (
 )
 from closed_loop.domain.wording import describe_trigger, field_labels
 from closed_loop.pipeline import outbox
-from closed_loop.pipeline.sweep.common import _case_url, _cases, _events, _title, email_key
+from closed_loop.pipeline.sweep.common import _case_url, _title, email_key
 from closed_loop.pipeline.sweep.plan import _triggers, step_context
 from closed_loop.playbook import Playbook
 from closed_loop.templating import render
@@ -166,8 +166,8 @@ def _send(ledger, sender, key, to, subject, template, context, kind, run_id) -> 
 def _owed_notices(ledger, playbook: Playbook, today: dt.date) -> list[dict]:
     """Notices still owed after today's sends (the mail server down or refusing), with the day each
     expires (``sla.notice_expiry_days`` after its event): listed in the digest until sent or expired."""
-    events = [e for e in _events(ledger, since=owed_since(playbook, today)) if e["kind"] in NOTICE_KINDS]
-    cases = _cases(ledger, {e["case_key"] for e in events})
+    events = [e for e in ledger.sla_events_since(owed_since(playbook, today)) if e["kind"] in NOTICE_KINDS]
+    cases = ledger.cases_by_key({e["case_key"] for e in events})
     expiry = dt.timedelta(days=playbook.sla.notice_expiry_days)
     return [
         {

@@ -4,11 +4,8 @@ and closes (``plan_sweep``), and the planning context of a ledger case (``step_c
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
-
-from sqlalchemy import select
 
 from closed_loop.domain.calendar import BusinessCalendar
 from closed_loop.domain.plan import (
@@ -17,9 +14,8 @@ from closed_loop.domain.plan import (
     plan_activated_steps,
 )
 from closed_loop.domain.routing import internal_call_audience
-from closed_loop.ledger.models import Contact, Trigger
 from closed_loop.ledger.types import to_utc
-from closed_loop.pipeline.sweep.common import _case_url, _events, local_date
+from closed_loop.pipeline.sweep.common import _case_url, local_date
 from closed_loop.playbook import Playbook
 
 PLAN_KINDS = ("activated", "breaches", "escalate", "late", "reminders", "dissatisfied_start",
@@ -27,31 +23,14 @@ PLAN_KINDS = ("activated", "breaches", "escalate", "late", "reminders", "dissati
 
 
 def _triggers(ledger, case_keys: Iterable[str]) -> dict[str, tuple]:
+    """The domain triggers of each case's response, as recorded by intake."""
     from closed_loop.domain.scoring import Trigger as DomainTrigger
 
-    out: dict[str, list] = defaultdict(list)
-    with ledger.session() as s:
-        for t in s.scalars(select(Trigger).where(Trigger.response_id.in_(list(case_keys)))):
-            out[t.response_id].append(
-                DomainTrigger(
-                    kind=t.kind,
-                    question_id=t.question_id or "",
-                    heading=t.heading or "",
-                    row=t.row,
-                    answer=t.answer or "",
-                    rule=t.rule or "",
-                    severity=t.severity or "low",
-                )
-            )
-    return {k: tuple(v) for k, v in out.items()}
+    def domain(t: Mapping) -> DomainTrigger:
+        text = {f: t[f] or "" for f in ("question_id", "heading", "answer", "rule")}
+        return DomainTrigger(kind=t["kind"], row=t["row"], severity=t["severity"] or "low", **text)
 
-
-def _first_names(ledger, contact_ids: Iterable[str]) -> dict[str, str | None]:
-    with ledger.session() as s:
-        rows = s.execute(
-            select(Contact.sf_id, Contact.first_name).where(Contact.sf_id.in_(list(contact_ids)))
-        )
-        return dict(rows.all())
+    return {k: tuple(map(domain, rows)) for k, rows in ledger.triggers_of_cases(case_keys).items()}
 
 
 def step_context(
@@ -154,8 +133,8 @@ def plan_sweep(sf, ledger, playbook: Playbook, calendar: BusinessCalendar, today
     cases = [c for c in ledger.open_cases_and_steps() if c["sf_case_id"]]
     keys = [c["case_key"] for c in cases]
     triggers = _triggers(ledger, keys)
-    names = _first_names(ledger, [c["contact_id"] for c in cases if c["contact_id"]])
-    existing = {e["event_key"] for e in _events(ledger, keys)}
+    names = ledger.contact_first_names([c["contact_id"] for c in cases if c["contact_id"]])
+    existing = ledger.event_keys_of_cases(keys)
     plan = {"cases": {}, "contexts": {}, "anchors": {}} | {kind: [] for kind in PLAN_KINDS}
     plan["escalate"] = {}  # case key -> its open steps found overdue in this sweep (one escalation)
     for case in cases:

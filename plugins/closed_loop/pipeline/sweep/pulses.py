@@ -5,11 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
 
-from sqlalchemy import literal, select
-
-from closed_loop.ledger.models import Case, Contact, SurveySend
 from closed_loop.pipeline.surveys import carry_over_when_budget_exhausted, require_survey_id
 from closed_loop.pipeline.sweep.common import _with_calls
 from closed_loop.playbook import Playbook
@@ -32,38 +28,22 @@ def _plan_recovery(ledger, playbook: Playbook, today: dt.date) -> list[dict]:
         return []
     lookback = dt.timedelta(days=playbook.recovery.pulse_lookback_days)
     since = dt.datetime.combine(today - lookback, dt.time(), dt.UTC)
-    with ledger.session() as s:
-        stmt = (
-            select(Case, Contact)
-            .outerjoin(SurveySend, SurveySend.send_key == literal("recovery:").concat(Case.case_key))
-            .outerjoin(Contact, Contact.sf_id == Case.contact_id)
-            .where(Case.status == "closed", Case.closed_at >= since, SurveySend.send_key.is_(None))
-            .order_by(Case.case_key)
-        )
-        rows = []
-        for case, contact in s.execute(stmt).all():
-            row = {
-                "send_key": recovery_key(case.case_key),
-                "kind": "recovery",
-                "account_id": case.account_id,
-                "contact_id": case.contact_id,
-                "due_date": today,
-                "case_key": case.case_key,
-            }
-            if contact is None or not (contact.email or "").strip():
-                row |= {"status": "skipped", "reason": "no contact email"}
-            elif contact.opted_out:
-                row |= {"status": "opted_out", "reason": "contact opted out of email"}
-            rows.append(row)
-        return rows
-
-
-def _contacts(ledger, ids: Iterable[str]) -> dict[str, dict]:
-    with ledger.session() as s:
-        rows = s.scalars(select(Contact).where(Contact.sf_id.in_(list(ids))))
-        return {
-            c.sf_id: {"email": c.email, "first_name": c.first_name, "last_name": c.last_name} for c in rows
+    rows = []
+    for case, contact in ledger.closed_cases_without_send(since, recovery_key("")):
+        row = {
+            "send_key": recovery_key(case["case_key"]),
+            "kind": "recovery",
+            "account_id": case["account_id"],
+            "contact_id": case["contact_id"],
+            "due_date": today,
+            "case_key": case["case_key"],
         }
+        if not (contact.get("email") or "").strip():
+            row |= {"status": "skipped", "reason": "no contact email"}
+        elif contact.get("opted_out"):
+            row |= {"status": "opted_out", "reason": "contact opted out of email"}
+        rows.append(row)
+    return rows
 
 
 @carry_over_when_budget_exhausted
@@ -105,7 +85,7 @@ def send_recovery_pulses(
         if not (collector_id and message_id):
             ledger.release_intents([r["send_key"] for r in rows])
             continue
-        contacts = _contacts(ledger, [r["contact_id"] for r in rows])
+        contacts = ledger.contact_addresses([r["contact_id"] for r in rows])
         sent, _ = complete_message(sm, ledger, collector_id, message_id, rows, contacts, today, fresh=False)
         out["reconciled"] += sent
     due = ledger.sends_due(today, kind="recovery")
@@ -125,7 +105,7 @@ def send_recovery_pulses(
             )
         )
         intents = [r | {"message_id": message["id"]} for r in due if r["send_key"] in claimed]
-        contacts = _contacts(ledger, [r["contact_id"] for r in intents])
+        contacts = ledger.contact_addresses([r["contact_id"] for r in intents])
         sent, rejected = complete_message(
             sm, ledger, collector_id, message["id"], intents, contacts, today, fresh=True
         )

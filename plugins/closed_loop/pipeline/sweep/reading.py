@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import select
-
 from closed_loop.domain.calendar import BusinessCalendar
-from closed_loop.ledger.models import Case, CaseStep
 from closed_loop.ledger.types import to_utc
 from closed_loop.pipeline.read_back_queries import read_tracked, save_marks
 from closed_loop.pipeline.sweep.common import _is_documented, _with_calls
@@ -79,7 +75,7 @@ def read_back(
     """
     start = _with_calls(sf)
     cases = [c for c in ledger.open_cases_and_steps() if c["sf_case_id"]]
-    cases += _recently_closed(ledger, today - dt.timedelta(days=playbook.sla.reopen_lookback_days))
+    cases += ledger.cases_closed_since(today - dt.timedelta(days=playbook.sla.reopen_lookback_days))
     steps = [s for c in cases for s in c["steps"] if s["sf_task_id"] and s["status"] != "completed"]
     read = read_tracked(
         sf,
@@ -190,22 +186,3 @@ def apply_read_back(ledger, got: ReadBack) -> None:
             f"{kind.replace('_', ' ')} in Salesforce (deleted?)",
             {"key": key},
         )
-
-
-def _recently_closed(ledger, since: dt.date) -> list[dict]:
-    """Cases the ledger closed on or after ``since`` (the look-back window), each with its ``steps``."""
-    cutoff = dt.datetime.combine(since, dt.time.min, tzinfo=dt.UTC)
-    with ledger.session() as s:
-        closed = (Case.status == "closed") & (Case.closed_at >= cutoff) & Case.sf_case_id.is_not(None)
-        cases = [_row(c) for c in s.scalars(select(Case).where(closed).order_by(Case.case_key))]
-        keys = [c["case_key"] for c in cases]
-        steps: dict[str, list[dict]] = defaultdict(list)
-        if keys:
-            query = select(CaseStep).where(CaseStep.case_key.in_(keys))
-            for step in s.scalars(query.order_by(CaseStep.due_date, CaseStep.step_key)):
-                steps[step.case_key].append(_row(step))
-    return [c | {"steps": steps[c["case_key"]]} for c in cases]
-
-
-def _row(record) -> dict:
-    return {c.key: getattr(record, c.key) for c in type(record).__table__.columns}

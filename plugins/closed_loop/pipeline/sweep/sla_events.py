@@ -7,8 +7,6 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import replace
 
-from sqlalchemy import func, select
-
 from closed_loop.domain.plan import (
     StepContext,
     StepPlan,
@@ -16,8 +14,6 @@ from closed_loop.domain.plan import (
     plan_late_completion,
 )
 from closed_loop.domain.wording import field_labels
-from closed_loop.ledger.models import Case, SlaEvent
-from closed_loop.ledger.upsert import insert_if_absent
 from closed_loop.pipeline.sweep.common import _step_title, _title, local_date
 from closed_loop.pipeline.sweep.plan import _as_step_plan
 from closed_loop.playbook import Playbook
@@ -109,42 +105,32 @@ def _add_overdue_events(ledger, plan: dict, ctxs: Mapping, playbook, calendar, t
         event = _breach_event(ck, step, ctxs[ck], playbook, escalated_to.get(step["step_key"]))
         events.append(event | {"occurred_on": today})
     events += [_late_event(ck, step, ctxs[ck], playbook, calendar, today) for ck, step in plan["late"]]
-    if events:
-        with ledger.session() as s:
-            insert_if_absent(s, SlaEvent, events, ["event_key"])
+    ledger.add_sla_events(events)
 
 
-def _start_dissatisfied_episode(ledger, case_key: str, ctx: StepContext, playbook, calendar, today) -> bool:
-    """Atomically open a dissatisfaction episode: the escalation event and the case flag together."""
-    esc = plan_escalation(ctx, "dissatisfied", today, playbook, calendar)
-    with ledger.session() as s:
-        case = s.get(Case, case_key, with_for_update=True)
-        if case is None or case.dissatisfied:
-            return False
-        prefix = f"escalation:{esc.key}"
-        n = 1 + s.scalar(
-            select(func.count()).where(SlaEvent.case_key == case_key, SlaEvent.event_key.like(f"{prefix}%"))
-        )
-        if n > 1:
-            esc = replace(esc, key=f"{esc.key}:{n}")
-        s.add(
-            SlaEvent(
-                event_key=f"escalation:{esc.key}",
-                kind="escalation",
-                case_key=case_key,
-                occurred_on=today,
-                details={
-                    "reason": "dissatisfied",
-                    "episode": n,
-                    "account_name": ctx.account_name,
-                    "owner_role": esc.owner_role,
-                    "owner_title": _title(esc.owner_role, playbook),
-                    "task": _event_task(esc, playbook),
-                },
-            )
-        )
-        case.dissatisfied = True
-    return True
+def _dissatisfied_episode(case_key: str, ctx: StepContext, playbook, calendar, today) -> tuple:
+    """A dissatisfaction episode to open (``ledger.start_dissatisfied_episodes``): the key prefix of its
+    escalation events and ``build(n)``, the escalation event of the case's ``n``-th episode."""
+    first = plan_escalation(ctx, "dissatisfied", today, playbook, calendar)
+
+    def build(n: int) -> dict:
+        esc = replace(first, key=f"{first.key}:{n}") if n > 1 else first
+        return {
+            "event_key": f"escalation:{esc.key}",
+            "kind": "escalation",
+            "case_key": case_key,
+            "occurred_on": today,
+            "details": {
+                "reason": "dissatisfied",
+                "episode": n,
+                "account_name": ctx.account_name,
+                "owner_role": esc.owner_role,
+                "owner_title": _title(esc.owner_role, playbook),
+                "task": _event_task(esc, playbook),
+            },
+        }
+
+    return f"escalation:{first.key}", build
 
 
 def _doc_missing_event(case_key: str, ctx: StepContext, playbook: Playbook, calendar, today) -> dict:
