@@ -5,12 +5,15 @@ per-answer loop. The property-test oracle (tests/unit/test_scoring.py) and the b
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
 from closed_loop.domain.scoring import (
-    _NOT_A_NUMBER,
+    _SHAPE_CHOICE,
+    _SHAPE_MATRIX,
+    _SHAPE_OPEN,
     ANSWER_COLUMNS,
     CHOICE_FAMILIES,
     ScoringResult,
@@ -20,17 +23,120 @@ from closed_loop.domain.scoring import (
     _assemble,
     _flatten,
     _index,
-    _rule_comment,
-    _rule_follow,
-    _rule_low,
-    _rule_negative,
-    _rule_risk,
-    _rule_unresolved,
-    _Rules,
-    _shape_problem,
-    normalise,
 )
-from closed_loop.playbook import Playbook
+from closed_loop.playbook import Playbook, compile_pattern, fold_typography, normalise
+
+# --- the rules, compiled from the playbook on their own (not from domain/triggers.py) ----------------------
+
+
+@dataclass(frozen=True)
+class _Rules:
+    negative: dict[str, str]  # normalised answer text -> severity
+    low_q: str | None
+    low_min: int
+    low_max: int
+    bands: tuple[tuple[int, str], ...]  # (at_or_below, severity), lowest first
+    unresolved_q: str | None
+    unresolved: frozenset[str]
+    unresolved_sev: str
+    follow_q: str | None
+    follow: frozenset[str]
+    follow_sev: str
+    comment_qs: frozenset[str]
+    comment_other: bool
+    patterns: tuple[tuple[str, Any], ...]  # (source, RE2 pattern)
+    comment_sev: str
+    risk_on: bool
+    risk_answers: frozenset[str]
+    risk_score: int | None
+    risk_sev: str
+    topics: dict[str, str]
+    default_topic: str
+
+    @classmethod
+    def of(cls, pb: Playbook) -> _Rules:
+        t = pb.triggers
+        neg, low, unr, fol, com, risk = (
+            t.negative_answer,
+            t.low_score,
+            t.unresolved_issue,
+            t.follow_up_request,
+            t.alarming_comment,
+            t.at_risk,
+        )
+        return cls(
+            negative={normalise(a.text): a.severity for a in neg.answers} if neg.enabled else {},
+            low_q=normalise(low.question) if low.enabled else None,
+            low_min=low.scale_min,
+            low_max=low.scale_max,
+            bands=tuple(sorted((b.at_or_below, b.severity) for b in low.bands)),
+            unresolved_q=normalise(unr.question) if unr.enabled else None,
+            unresolved=frozenset(map(normalise, unr.answers)),
+            unresolved_sev=unr.severity,
+            follow_q=normalise(fol.question) if fol.enabled else None,
+            follow=frozenset(map(normalise, fol.answers)),
+            follow_sev=fol.severity,
+            comment_qs=frozenset(map(normalise, com.questions)),
+            comment_other=com.include_other_text,
+            patterns=tuple((p, compile_pattern(fold_typography(p))) for p in com.patterns)
+            if com.enabled
+            else (),
+            comment_sev=com.severity,
+            risk_on=risk.enabled,
+            risk_answers=frozenset(map(normalise, risk.neutral_or_worse_answers)),
+            risk_score=risk.score_at_or_below,
+            risk_sev=risk.severity,
+            topics={normalise(k): v for k, v in pb.topics.by_heading.items()},
+            default_topic=pb.topics.default_topic,
+        )
+
+    def band(self, score: int) -> tuple[int, str] | None:
+        return next(((limit, sev) for limit, sev in self.bands if score <= limit), None)
+
+
+# The explanations, written out here so that the comparison with the scorer pins them byte for byte.
+
+
+def _rule_negative(answer: str) -> str:
+    return f"answer '{answer}' is in the SOP's negative answers"
+
+
+def _rule_low(score: int, limit: int, rules: _Rules) -> str:
+    return f"score {score} is at or below {limit} on the {rules.low_min}-{rules.low_max} scale"
+
+
+def _rule_unresolved(answer: str) -> str:
+    return f"answer '{answer}' means an issue is still unresolved"
+
+
+def _rule_follow(answer: str) -> str:
+    return f"answer '{answer}' asks us to get in touch"
+
+
+def _rule_comment(pattern: str) -> str:
+    return f"comment matches the alarming pattern '{pattern}'"
+
+
+def _rule_risk(answer: str) -> str:
+    return f"the account is flagged at risk and answer '{answer}' is neutral or worse"
+
+
+_NOT_A_NUMBER = (
+    "answer {!r} to the score question has no place on the {}..{} scale "
+    "(the question needs exactly one choice per point, in position order)"
+)
+
+
+def _shape_problem(family: str, row_id: Any, choice_id: Any, other_id: Any, text: Any, n_rows: int) -> str:
+    """Why an answer does not fit its question's family ('' when it does)."""
+    if family in CHOICE_FAMILIES and choice_id is None and other_id is None:
+        return _SHAPE_CHOICE
+    if family == "matrix" and n_rows and row_id is None and other_id is None:
+        return _SHAPE_MATRIX
+    if family == "open_ended" and text is None:
+        return _SHAPE_OPEN
+    return ""
+
 
 # --- the plain per-answer loop -----------------------------------------------------------------------------
 
@@ -102,7 +208,7 @@ def score_responses_naive(
                     )
                 )
     answers = pd.DataFrame(rows, columns=ANSWER_COLUMNS)
-    return _assemble(raw, triggers, problems, comments, answers, rules, accounts)
+    return _assemble(raw, triggers, problems, comments, answers, rules.default_topic, accounts)
 
 
 def _naive_row(rec: dict[str, Any], q: Any, rules: _Rules) -> dict[str, Any]:

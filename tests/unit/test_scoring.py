@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel, ConfigDict
 from scoring_reference import score_responses_naive
 from survey_builders import (
     AGREE,
@@ -24,7 +25,8 @@ from survey_builders import (
 )
 
 from closed_loop.domain.scoring import ANSWER_COLUMNS, score_responses
-from closed_loop.playbook import load_playbook
+from closed_loop.domain.triggers import REGISTRY, AlarmingComment, Fired, TriggerKind, register
+from closed_loop.playbook import PlaybookError, Severity, Triggers, load_playbook
 
 PB = load_playbook()
 DETAILS = survey_details()
@@ -298,11 +300,114 @@ def test_a_catastrophic_pattern_cannot_stall_scoring():
     """``(a+)+$`` on 40 a's and a '!' is 2**40 backtracking paths for Python's re (hours); scoring uses
     RE2, whose work grows with the text, so both scorers finish and agree (no trigger: no match)."""
     redos = playbook_with(triggers__alarming_comment__patterns=["(a+)+$", r"\bcancel"])
-    from closed_loop.domain.scoring import _Rules
-
-    assert all(type(p).__module__.startswith("re2") for _, p in _Rules.of(redos).patterns)
+    comments = AlarmingComment(redos.triggers.alarming_comment, redos)
+    assert all(type(p).__module__.startswith("re2") for _, p in comments.patterns)
     s = score({COMMENT: "a" * 40 + "!"}, playbook=redos)
     assert not s.negative
     assert kinds(score({COMMENT: "We may cancel"}, playbook=redos)) == [
         ("alarming_comment", "We may cancel", "high")
     ]
+
+
+# --- the registry is the one source of trigger kinds ----------------------------------------------------
+
+
+@pytest.fixture
+def registry():
+    """The registry, restored (same kinds, same order) after the test."""
+    saved = dict(REGISTRY)
+    yield REGISTRY
+    REGISTRY.clear()
+    REGISTRY.update(saved)
+
+
+def test_every_playbook_trigger_section_has_one_registered_kind():
+    # the registration order is the order of the triggers fired by one answer
+    assert list(REGISTRY) == [
+        "negative_answer",
+        "low_score",
+        "unresolved_issue",
+        "follow_up_request",
+        "alarming_comment",
+        "at_risk",
+    ]
+    assert set(REGISTRY) == set(Triggers.model_fields)
+    assert all(cls.kind == section for section, cls in REGISTRY.items())
+
+
+class ShoutingSection(BaseModel):
+    """The new kind's playbook section."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    enabled: bool = True
+    severity: Severity
+    min_letters: int
+
+
+class ShoutingComment(TriggerKind):
+    """A new kind, written the way the built-in ones are: an open-ended answer all in capitals."""
+
+    def __init__(self, section, playbook):
+        super().__init__(section, playbook)
+        self.min_letters = section.min_letters
+
+    def fire(self, answers):
+        a = answers.frame
+        text = a["text"].where(answers.ok & (a["family"] == "open_ended"))
+        letters = text.str.count("[A-Za-z]")
+        shouted = text.notna() & (text.str.upper() == text) & (letters >= self.min_letters)
+        return Fired(shouted, text, (letters,), self.severity)
+
+    def explain(self, letters):
+        return f"a comment of {int(letters)} letters, all in capitals"
+
+
+def with_shouting(**section):
+    """A copy of the playbook with a ``triggers.shouting_comment`` section."""
+
+    class TriggersWithShouting(Triggers):
+        shouting_comment: ShoutingSection
+
+    extended = TriggersWithShouting(**dict(PB.triggers), shouting_comment=ShoutingSection(**section))
+    return PB.model_copy(update={"triggers": extended})
+
+
+def score_one(answers: dict, playbook):
+    return score_responses(DETAILS, [response(DETAILS, "r1", {**HAPPY, **answers})], playbook).scores[0]
+
+
+def test_a_new_kind_is_one_class_and_its_playbook_section(registry):
+    register("shouting_comment")(ShoutingComment)
+    playbook = with_shouting(severity="medium", min_letters=10)
+    text = "THIS IS NOT WHAT WE PAID FOR"
+    letters = sum(c.isalpha() for c in text)  # 22 >= 10
+    s = score_one({COMMENT: text}, playbook)
+    assert kinds(s) == [("shouting_comment", text, "medium")]
+    (t,) = s.triggers
+    assert (t.heading, t.row, t.rule) == (COMMENT, None, f"a comment of {letters} letters, all in capitals")
+    assert (s.negative, s.severity, s.topics) == (True, "medium", (PB.topics.default_topic,))
+
+    assert not score_one({COMMENT: "OK THANKS"}, playbook).negative  # 8 letters: below min_letters
+    assert not score_one({COMMENT: text.capitalize()}, playbook).negative
+    assert not score_one(
+        {COMMENT: text}, with_shouting(enabled=False, severity="medium", min_letters=10)
+    ).negative
+    # on one answer, the new kind comes after the built-in ones; the worst severity wins
+    both = score_one({COMMENT: "WE WILL CANCEL THE CONTRACT"}, playbook)
+    assert kinds(both) == [
+        ("alarming_comment", "WE WILL CANCEL THE CONTRACT", "high"),
+        ("shouting_comment", "WE WILL CANCEL THE CONTRACT", "medium"),
+    ]
+    assert both.severity == "high"
+    with pytest.raises(PlaybookError, match=r"triggers\.shouting_comment"):
+        score_one({COMMENT: text}, PB)  # registered, but this playbook has no section for it
+
+
+def test_a_kind_out_of_the_registry_no_longer_fires(registry):
+    answers = {RESOLVED: "No", CONTACT: "Yes"}
+    assert kinds(score_one(answers, PB)) == [
+        ("unresolved_issue", "No", "medium"),
+        ("follow_up_request", "Yes", "low"),
+    ]
+    del registry["follow_up_request"]
+    assert kinds(score_one(answers, PB)) == [("unresolved_issue", "No", "medium")]
