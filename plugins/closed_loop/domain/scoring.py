@@ -119,26 +119,32 @@ def _flatten(responses: Iterable[Mapping[str, Any]]) -> _Raw:
         if not isinstance(pages, list):
             raw.problems[rid].append((seq, "'pages' is not a list"))
             continue
-        for page in pages:
-            questions = page.get("questions") if isinstance(page, dict) else None
-            if not isinstance(questions, list):
-                raw.problems[rid].append((seq, "a page without a 'questions' list"))
-                continue
-            for question in questions:
-                is_dict = isinstance(question, dict)
-                qid = _as_id(question.get("id")) if is_dict else None
-                answers = question.get("answers") if is_dict else None
-                if qid is None or not isinstance(answers, list):
-                    raw.problems[rid].append((seq, "a question without an id or an 'answers' list"))
-                    continue
-                for answer in answers:
-                    seq += 1
-                    record = _record(rid, seq, qid, answer)
-                    if isinstance(record, str):
-                        raw.problems[rid].append((seq, record))
-                    else:
-                        raw.records.append(record)
+        seq = _flatten_pages(raw, rid, pages, seq)
     return raw
+
+
+def _flatten_pages(raw: _Raw, rid: str, pages: list[Any], seq: int) -> int:
+    """Append one response's answers (or their problems) to ``raw``; the last answer's seq."""
+    for page in pages:
+        questions = page.get("questions") if isinstance(page, dict) else None
+        if not isinstance(questions, list):
+            raw.problems[rid].append((seq, "a page without a 'questions' list"))
+            continue
+        for question in questions:
+            is_dict = isinstance(question, dict)
+            qid = _as_id(question.get("id")) if is_dict else None
+            answers = question.get("answers") if is_dict else None
+            if qid is None or not isinstance(answers, list):
+                raw.problems[rid].append((seq, "a question without an id or an 'answers' list"))
+                continue
+            for answer in answers:
+                seq += 1
+                record = _record(rid, seq, qid, answer)
+                if isinstance(record, str):
+                    raw.problems[rid].append((seq, record))
+                else:
+                    raw.records.append(record)
+    return seq
 
 
 def _record(rid: str, seq: int, qid: str, answer: Any) -> dict[str, Any] | str:
@@ -185,27 +191,46 @@ def _assemble(
         by_resp[rid].append((seq, rank[trig.kind], trig))
     probs = _by_response(raw.problems, ((rid, (seq, msg)) for rid, seq, msg in problems))
     notes = _by_response({}, ((rid, (seq, heading, text)) for rid, seq, heading, text in comments))
-    scores = []
-    for rid in raw.order:
-        fired = tuple(t for _, _, t in sorted(by_resp[rid], key=lambda x: x[:2]))
-        severity = max((t.severity for t in fired), key=SEVERITY_RANK.__getitem__, default=None)
-        mapped = {t.topic for t in fired if t.topic}
-        topics = tuple(t for t in TOPICS if t in mapped) or ((default_topic,) if fired else ())
-        scores.append(
-            ResponseScore(
-                response_id=rid,
-                negative=bool(fired),
-                severity=severity,
-                topics=topics,
-                triggers=fired,
-                problems=tuple(m for _, m in sorted(probs[rid])),
-                comments=tuple((h, t) for _, h, t in sorted(notes[rid])),
-                recipient_id=raw.recipients.get(rid),
-                account_id=accounts.get(rid),
-            )
+    scores = [
+        _score(
+            raw,
+            rid,
+            sorted(by_resp[rid], key=lambda x: x[:2]),
+            probs[rid],
+            notes[rid],
+            accounts,
+            default_topic,
         )
+        for rid in raw.order
+    ]
     flat = list(raw.orphans) + [f"response {s.response_id}: {m}" for s in scores for m in s.problems]
     return ScoringResult(scores, answers, flat)
+
+
+def _score(
+    raw: _Raw,
+    rid: str,
+    ranked: list[tuple[int, int, Trigger]],
+    problems: list[tuple[int, str]],
+    notes: list[tuple[int, str, str]],
+    accounts: Mapping[str, str | None],
+    default_topic: str,
+) -> ResponseScore:
+    fired = tuple(t for _, _, t in ranked)
+    severity = max((t.severity for t in fired), key=SEVERITY_RANK.__getitem__, default=None)
+    mapped = {t.topic for t in fired if t.topic}
+    topics = tuple(t for t in TOPICS if t in mapped) or ((default_topic,) if fired else ())
+    return ResponseScore(
+        response_id=rid,
+        negative=bool(fired),
+        severity=severity,
+        topics=topics,
+        triggers=fired,
+        problems=tuple(m for _, m in sorted(problems)),
+        comments=tuple((h, t) for _, h, t in sorted(notes)),
+        recipient_id=raw.recipients.get(rid),
+        account_id=accounts.get(rid),
+    )
 
 
 def _by_response(first: Mapping[str, list[Any]], more: Iterable[tuple[str, Any]]) -> defaultdict[str, list]:
