@@ -499,18 +499,20 @@ def _responses_bulk(state: SandboxState, req: Request, owner_id: str, by: str) -
     if sort_by not in ("date_modified", "date_created", "id"):
         return error(1003, f"Invalid URL parameter: sort_by {sort_by}.")
     # Filtering and sorting every response on every page is O(n) per page (O(n^2) per listing at 100x):
-    # cache the sorted list per query until a response is added or changes (the sim log grows then).
+    # cache the sorted list per query until a response is added or changes (the sim log grows then), with
+    # the dates parsed once. The date bounds are left out of the key and applied to the cached list: keyset
+    # paging moves start_modified_at on every page.
     responses = _sm(state)["responses"]
-    key = json.dumps(
-        [owner_id, by, sorted((k, v) for k, v in params.items() if k not in ("page", "per_page"))]
-    )
+    order = params.get("sort_order", "ASC").upper()
+    key = json.dumps([owner_id, by, status, sort_by, order])
     version = (id(responses), len(responses), len(state.data["sim"]["log"]))
     cached = state.cache.get("responses_bulk")
     if cached and cached[0] == key and cached[1] == version:
-        items = cached[2]
+        rows = cached[2]
     else:
-        items = _filter_responses(responses, owner_id, by, status, bounds, sort_by, params)
-        state.cache["responses_bulk"] = (key, version, items)
+        rows = _sorted_responses(responses, owner_id, by, status, sort_by, order == "DESC")
+        state.cache["responses_bulk"] = (key, version, rows)
+    items = [r for r, modified, created in rows if _within(bounds, modified, created)]
     reply = _paginate(req, items, 100)
     if reply.status == 200:
         simple = params.get("simple") == "true"
@@ -518,27 +520,31 @@ def _responses_bulk(state: SandboxState, req: Request, owner_id: str, by: str) -
     return reply
 
 
-def _filter_responses(
-    responses: dict, owner_id: str, by: str, status: str | None, bounds: dict, sort_by: str, params: dict
-) -> list[dict]:
-    items = []
-    for response in responses.values():
-        if response[by] != owner_id or (status and response["response_status"] != status):
-            continue
-        modified, created = parse_ts(response["date_modified"]), parse_ts(response["date_created"])
-        if (
-            ("start_modified_at" in bounds and modified < bounds["start_modified_at"])
-            or ("end_modified_at" in bounds and modified > bounds["end_modified_at"])
-            or ("start_created_at" in bounds and created < bounds["start_created_at"])
-            or ("end_created_at" in bounds and created > bounds["end_created_at"])
-        ):
-            continue
-        items.append(response)
-    items.sort(
-        key=lambda r: (r[sort_by] if sort_by == "id" else parse_ts(r[sort_by]), int(r["id"])),
-        reverse=params.get("sort_order", "ASC").upper() == "DESC",
+def _sorted_responses(
+    responses: dict, owner_id: str, by: str, status: str | None, sort_by: str, descending: bool
+) -> list[tuple[dict, datetime, datetime]]:
+    rows = [
+        (r, parse_ts(r["date_modified"]), parse_ts(r["date_created"]))
+        for r in responses.values()
+        if r[by] == owner_id and not (status and r["response_status"] != status)
+    ]
+    rows.sort(
+        key=lambda row: (
+            row[0]["id"] if sort_by == "id" else row[1] if sort_by == "date_modified" else row[2],
+            int(row[0]["id"]),
+        ),
+        reverse=descending,
     )
-    return items
+    return rows
+
+
+def _within(bounds: dict, modified: datetime, created: datetime) -> bool:
+    return not (
+        ("start_modified_at" in bounds and modified < bounds["start_modified_at"])
+        or ("end_modified_at" in bounds and modified > bounds["end_modified_at"])
+        or ("start_created_at" in bounds and created < bounds["start_created_at"])
+        or ("end_created_at" in bounds and created > bounds["end_created_at"])
+    )
 
 
 def _response_view(state: SandboxState, req: Request, response: dict, simple: bool) -> dict:
