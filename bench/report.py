@@ -152,6 +152,15 @@ def targets(results: dict) -> dict:
             ratio <= 1.1,
             where,
         )
+    per_step: dict[str, list] = {}
+    for name, sc in scales.items():
+        for step, r in sc["steps"].items():
+            for system, v in r.get("vs_min", {}).items():
+                if v["ratio"] is not None:
+                    per_step.setdefault(step, []).append((v["ratio"], f"{name}/{system}"))
+    for step, rows in per_step.items():
+        ratio, where = max(rows)
+        put(f"steps.{step}.ratio_to_documented_min", "<= 1.1 at every scale", ratio, ratio <= 1.1, where)
     big = scales.get("100x") or (list(scales.values())[-1] if scales else None)
     small = scales.get("today") or (list(scales.values())[0] if scales else None)
     if big and small:
@@ -161,18 +170,7 @@ def targets(results: dict) -> dict:
                 base = small["steps"][step]["peak_rss_mb"] - small["steps"]["baseline"]["peak_rss_mb"]
                 goal = f"largest scale <= smallest + 100 MB ({base:.0f} + 100)"
                 put(f"{step}.peak_rss_above_baseline_mb", goal, round(above, 1), above <= base + 100)
-    name = next((n for n in ("100x", "10x") if n in scales and n in BEFORE), None)
-    before = BEFORE.get(name) if name else None
-    if before:
-        intake = scales[name]["steps"]["intake"]
-        rate = intake["out"].get("fetched", 0) / max(intake["seconds"], 1e-9)
-        was = before["intake_fetched"] / before["intake_s"]
-        put("intake.responses_per_second_vs_before", f">= 2x before at {name} ({was:.0f}/s)",
-            round(rate / was, 2), rate >= 2 * was, f"{rate:.0f} responses/s at {name}")  # fmt: skip
-        esc = scales[name]["steps"].get("escalations")
-        if esc:
-            put(f"escalations.seconds_at_{name}", ">= 2x faster than before", esc["seconds"], None,
-                "no before figure: the step was not in the benchmark before this run")  # fmt: skip
+    _throughput_targets(results, put)
     if "scoring" in results and "ratio_to_json_parse" in results["scoring"]:
         r = results["scoring"]["ratio_to_json_parse"]
         put("scoring.ratio_to_json_parse", "<= 3x json.loads CPU time", r, r <= 3)
@@ -185,6 +183,64 @@ def targets(results: dict) -> dict:
     if "runtime_seconds" in results:
         put("bench.runtime_seconds", "< 600 s", results["runtime_seconds"], results["runtime_seconds"] < 600)
     return out
+
+
+def _rate(step: dict, work: str) -> dict:
+    """Records per second of the step on wall time, on the step process's CPU time, and on that plus the
+    sandbox process's CPU time meanwhile (the stand-in for the vendors' servers)."""
+    n = step["out"].get(work, 0)
+    cpu = step.get("step_cpu_seconds")
+    both = cpu + step.get("sandbox_cpu_seconds", 0) if cpu is not None else None
+    return {"records": n, "wall": n / max(step["seconds"], 1e-9), "cpu": n / cpu if cpu else None,
+            "cpu_with_sandbox": n / both if both else None}  # fmt: skip
+
+
+def _throughput_targets(results: dict, put) -> None:
+    """Intake >= 2x the responses/s before issue 18's ledger batching, escalations >= 2x faster, judged on
+    wall time and on CPU time (this machine is shared: wall time is inflated by other engineers' load)."""
+    scales = results.get("scales", {})
+    name = next((n for n in ("100x", "10x") if n in scales), None)
+    if not name:
+        return
+    ab = (results.get("before_ledger_batching") or {}).get("scales", {}).get(name, {}).get("steps", {})
+    intake = scales[name]["steps"].get("intake")
+    if intake and "error" not in intake["out"]:
+        now = _rate(intake, "fetched")
+        hist = BEFORE.get(name)
+        if hist:
+            was = hist["intake_fetched"] / hist["intake_s"]
+            put(f"intake.responses_per_second_vs_before.wall_{name}",
+                f">= 2x the {was:.0f}/s of docs/performance.md 2026-11-25 (wall, idle machine)",
+                round(now["wall"] / was, 2), now["wall"] >= 2 * was,
+                f"{now['wall']:.0f} responses/s wall at {name} (load average "
+                f"{results['environment'].get('load_average')})")  # fmt: skip
+            if now["cpu"]:
+                put(f"intake.responses_per_second_vs_before.cpu_{name}",
+                    f">= 2x the {was:.0f}/s of 2026-11-25 (its wall time on an idle machine, an upper bound "
+                    "of its CPU time)", round(now["cpu"] / was, 2), now["cpu"] >= 2 * was,
+                    f"{now['cpu']:.0f} responses/s on the intake process's CPU time; "
+                    f"{now['cpu_with_sandbox']:.0f}/s counting the sandbox process's CPU too")  # fmt: skip
+        if ab.get("intake") and now["cpu"]:
+            old = _rate(ab["intake"], "fetched")
+            put(f"intake.responses_per_cpu_second_vs_per_row_ledger_{name}",
+                ">= 2x the same code with per-row ledger writes (same machine, same hour)",
+                round(now["cpu"] / old["cpu"], 2), now["cpu"] >= 2 * old["cpu"],
+                f"{now['cpu']:.0f} vs {old['cpu']:.0f} responses per CPU second; wall "
+                f"{now['wall']:.0f} vs {old['wall']:.0f}/s")  # fmt: skip
+    esc = scales[name]["steps"].get("escalations")
+    if esc and ab.get("escalations"):
+        old = ab["escalations"]
+        cpu_x = old["step_cpu_seconds"] / max(esc["step_cpu_seconds"], 1e-9)
+        wall_x = old["seconds"] / max(esc["seconds"], 1e-9)
+        put(f"escalations.speedup_vs_per_row_ledger.cpu_{name}",
+            ">= 2x faster than per-row ledger writes (CPU time of the step process)", round(cpu_x, 2),
+            cpu_x >= 2, f"{esc['step_cpu_seconds']:.1f} vs {old['step_cpu_seconds']:.1f} CPU s")  # fmt: skip
+        put(f"escalations.speedup_vs_per_row_ledger.wall_{name}", ">= 2x faster (wall time)",
+            round(wall_x, 2), wall_x >= 2,
+            f"{esc['seconds']:.1f} vs {old['seconds']:.1f} s wall")  # fmt: skip
+    elif esc:
+        put(f"escalations.seconds_at_{name}", ">= 2x faster than before", esc["seconds"], None,
+            "no before figure (bench/before_ledger_batching.json missing)")  # fmt: skip
 
 
 def _targets_table(results: dict) -> str:
@@ -356,27 +412,42 @@ def markdown(results: dict) -> str:
         ]
     if "dag_parse" in results:
         d = results["dag_parse"]
+        reps = max((v.get("repeats", 0) for v in d.values()), default=0)
         parts += [
-            "## DAG file parse time (DagBag load of one file, fresh process, median)",
+            "## DAG file parse time (CPU time of a DagBag load of one file)",
+            "",
+            f"Each load runs in a fresh fork of one process with Airflow imported (as the DAG processor "
+            "parses "
+            f"each file), the files alternating for {reps} rounds; the figure is the minimum CPU time "
+            "(`time.process_time` in the child): load from other processes only ever adds to it, so the "
+            "minimum is repeatable on a shared machine where wall-clock medians are not. The target compares "
+            "each file with a DAG of as many `EmptyOperator` tasks (bare: `schedule=None`); the same twin on "
+            "the file's own cron schedule shows what the schedule alone costs.",
             "",
             _table(
                 [
                     "file",
                     "tasks",
-                    "median ms",
+                    "CPU ms (min)",
                     "vs empty DAG",
                     "same-size EmptyOperator DAG ms",
                     "ratio to it",
+                    "same, on the file's schedule, ms",
+                    "ratio to that",
                     "import errors",
                 ],
                 [
                     [
                         k,
                         v.get("tasks", ""),
-                        round(v["median_s"] * 1000, 1),
+                        round(v["cpu_min_s"] * 1000, 2),
                         v["vs_empty"],
-                        round(v["empty_operator_dag_s"] * 1000, 1) if "empty_operator_dag_s" in v else "",
+                        round(v["empty_operator_dag_s"] * 1000, 2) if "empty_operator_dag_s" in v else "",
                         v.get("ratio_to_empty_operator_dag", ""),
+                        round(v["scheduled_empty_operator_dag_s"] * 1000, 2)
+                        if "scheduled_empty_operator_dag_s" in v
+                        else "",
+                        v.get("ratio_to_scheduled_empty_operator_dag", ""),
                         v["import_errors"],
                     ]
                     for k, v in d.items()
@@ -598,8 +669,8 @@ def findings(results: dict) -> list[str]:
             d = results["dag_parse"][name]
             out.append(
                 f"- DAG parse: slowest file {name} at {worst}x a DAG with the same number ({d['tasks']}) of "
-                f"EmptyOperator tasks ({d['median_s'] * 1000:.1f} vs "
-                f"{d['empty_operator_dag_s'] * 1000:.1f} ms; "
+                f"EmptyOperator tasks ({d['cpu_min_s'] * 1000:.1f} vs "
+                f"{d['empty_operator_dag_s'] * 1000:.1f} ms CPU; "
                 f"target <= 1.2x: {'met' if worst <= 1.2 else 'NOT met'})."
             )
     return out

@@ -2,7 +2,11 @@
 
 The JSON names the step, the run's logical date (``today``), the ledger URL and the playbook; the sandbox
 connections come from the AIRFLOW_CONN_* variables in the environment. The line carries the step's own
-output (counts), the hooks' call counters, wall time and the process's peak RSS.
+output (counts), the hooks' call counters, wall time, CPU time and the process's peak RSS.
+
+``python bench/steps.py --serve`` is a fork server: it imports what every step imports once (Airflow, the
+hooks, pandas, SQLAlchemy: seconds per process on a loaded machine), then forks a fresh child per JSON line
+on stdin and prints the child's result line, with the child's CPU time from ``wait4`` (user + system).
 """
 
 from __future__ import annotations
@@ -97,18 +101,19 @@ def run(cfg: dict) -> dict:
     today = date.fromisoformat(cfg["today"])
     run_id = f"bench-{cfg['step']}-{today}"
     step = cfg["step"]
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     try:
         out = _step(cfg, step, sf, sm, ledger, playbook, cal, today, run_id)
     except Exception as exc:  # reported, not raised: the budget demo expects failures
         out = {"error": type(exc).__name__, "message": str(exc)[:300]}
-    done = time.perf_counter()
+    done, cpu = time.perf_counter(), time.process_time() - c1
     ledger.dispose()
     return {
         "step": step,
         "out": _jsonable(out),
         "hook_calls": {"salesforce": sf.calls_made, "surveymonkey": sm.calls_made},
         "seconds": round(done - t1, 3),
+        "step_cpu_seconds": round(cpu, 3),
         "setup_seconds": round(t1 - t0, 3),
         "peak_rss_mb": _peak_rss_mb(),
         "pid": os.getpid(),
@@ -165,5 +170,56 @@ def _step(cfg, step, sf, sm, ledger, playbook, cal, today, run_id):  # noqa: C90
     return out
 
 
+def _preimport() -> None:
+    """Everything a step imports, so each forked child starts warm (what a long-lived worker would be)."""
+    import closed_loop.domain.scoring  # noqa: F401
+    import closed_loop.hooks  # noqa: F401
+    import closed_loop.hooks.mail  # noqa: F401
+    import closed_loop.ledger  # noqa: F401
+    import closed_loop.pipeline.dispatch  # noqa: F401
+    import closed_loop.pipeline.intake  # noqa: F401
+    import closed_loop.pipeline.surveys  # noqa: F401
+    import closed_loop.pipeline.sweep  # noqa: F401
+    import closed_loop.playbook  # noqa: F401
+
+
+def _fork_one(cfg: dict) -> dict:
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: one step, its JSON on the pipe, no interpreter teardown
+        os.close(read)
+        code = 0
+        try:
+            payload = json.dumps(run(cfg)).encode()
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent
+            payload, code = json.dumps({"step": cfg.get("step"), "crash": repr(exc)[:2000]}).encode(), 1
+        with os.fdopen(write, "wb") as out:
+            out.write(payload)
+        os._exit(code)
+    os.close(write)
+    with os.fdopen(read, "rb") as inp:
+        data = inp.read()
+    _, _, usage = os.wait4(pid, 0)
+    result = json.loads(data or b"{}")
+    result["cpu_seconds"] = round(usage.ru_utime + usage.ru_stime, 3)
+    return result
+
+
+def serve() -> None:
+    """Results on the original stdout; whatever a step prints (logs) goes to stderr."""
+    reply = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    _preimport()
+    reply.write(json.dumps({"ready": True, "pid": os.getpid()}) + "\n")
+    reply.flush()
+    for line in sys.stdin:
+        if line.strip():
+            reply.write(json.dumps(_fork_one(json.loads(line))) + "\n")
+            reply.flush()
+
+
 if __name__ == "__main__":
-    print(json.dumps(run(json.loads(sys.argv[1]))))
+    if sys.argv[1:] == ["--serve"]:
+        serve()
+    else:
+        print(json.dumps(run(json.loads(sys.argv[1]))))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from datetime import date
@@ -30,7 +31,28 @@ def log_result(context: Any, result: Any = None) -> None:
     log.info("%s", "\n".join(lines))
 
 
-class ClosedLoopBaseOperator(BaseOperator):
+class _DefaultsOnce(type(BaseOperator)):
+    """Airflow wraps the ``__init__`` of every operator class in the hierarchy with ``apply_defaults``, and
+    each level merges the DAG's default_args and deep-copies its params again (four times per task for a
+    three-level operator, at every DAG file parse). Here the outermost level merges them; the inner levels of
+    our classes receive the merged arguments and run their own ``__init__`` as is (Airflow's own
+    ``BaseOperator.__init__`` keeps its wrapper)."""
+
+    @classmethod
+    def _apply_defaults(cls, func):
+        applied = super()._apply_defaults(func)
+
+        @functools.wraps(func)
+        def apply_defaults_once(self, *args: Any, **kwargs: Any) -> Any:
+            if self.__dict__.get("_closed_loop_defaults_applied"):
+                return func(self, *args, **kwargs)
+            object.__setattr__(self, "_closed_loop_defaults_applied", True)
+            return applied(self, *args, **kwargs)
+
+        return apply_defaults_once
+
+
+class ClosedLoopBaseOperator(BaseOperator, metaclass=_DefaultsOnce):
     """Base for the project's operators.
 
     :param ledger_conn_id: Airflow connection of the ledger database.
