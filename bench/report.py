@@ -420,9 +420,13 @@ def markdown(results: dict) -> str:
             "parses "
             f"each file), the files alternating for {reps} rounds; the figure is the minimum CPU time "
             "(`time.process_time` in the child): load from other processes only ever adds to it, so the "
-            "minimum is repeatable on a shared machine where wall-clock medians are not. The target compares "
-            "each file with a DAG of as many `EmptyOperator` tasks (bare: `schedule=None`); the same twin on "
-            "the file's own cron schedule shows what the schedule alone costs.",
+            "minimum is repeatable on a shared machine where wall-clock medians are not. Every module is "
+            "loaded from bytecode (a warm-up round first; this environment sets PYTHONDONTWRITEBYTECODE, "
+            "which "
+            "would compile only the project's modules at every parse). The target compares each file with a "
+            "DAG of as many `EmptyOperator` tasks (bare: `schedule=None`, no params); the *house-rules* twin "
+            "has the same DAG-level arguments every closed-loop DAG must have (its cron schedule, the "
+            "`dry_run` Param, `default_args`) and isolates what the project's operators add.",
             "",
             _table(
                 [

@@ -355,20 +355,50 @@ def budget_demo(root: Path) -> dict:
     }
 
 
+CARRIED = ("event_intake", "celery_day", "before_ledger_batching")  # slow or one-off measurements
+
+
 def _events(args, results: dict, root: Path) -> None:
-    """The event-driven intake section: measured with ``--events`` (the real Celery path, ~6 minutes),
-    otherwise carried over from the results file it rewrites, with the date it was measured."""
+    """Sections measured by their own modes, carried over from the results file this run rewrites (each
+    says when it was measured): event-driven intake (``--events``: the real Celery path, ~6 minutes), the
+    Celery day (``--celery``), the per-row-ledger A/B (``--before-from``)."""
+    previous = json.loads(args.out.read_text()) if args.out.exists() else {}
+    for key in CARRIED:
+        if key in previous:
+            results[key] = previous[key]
+    results.get("event_intake", {}).setdefault("measured_on", "2026-12-01 (bench/events.py)")
     if args.events:
         print("event-driven intake (bench/events.py)", flush=True)
         results["event_intake"] = events.measure(root / "events")
         results["event_intake"]["measured_on"] = results["environment"]["when"]
-    elif args.out.exists():
-        previous = json.loads(args.out.read_text())
-        if "event_intake" in previous:
-            results["event_intake"] = previous["event_intake"]
-            results["event_intake"].setdefault("measured_on", "2026-12-01 (bench/events.py)")
+    if args.before_from:
+        before = json.loads(args.before_from.read_text())
+        keep = ("seconds", "step_cpu_seconds", "cpu_seconds", "sandbox_cpu_seconds", "peak_rss_mb", "out")
+        results["before_ledger_batching"] = {
+            "what": "the same code with the ledger's batched writes reverted (git revert d95628e 7d6111e), "
+            "same bench, same machine",
+            "measured_on": before["environment"]["when"],
+            "load_average": before["environment"].get("load_average"),
+            "scales": {
+                name: {"steps": {st: {k: r.get(k) for k in keep} for st, r in sc["steps"].items()}}
+                for name, sc in before["scales"].items()
+            },
+        }
     if "event_intake" in results:
         results["event_intake_projection"] = events.projection(results["event_intake"])
+
+
+def _celery(args) -> int:
+    from bench import celery_day
+
+    results = json.loads(args.out.read_text()) if args.out.exists() else {"environment": environment()}
+    with tempfile.TemporaryDirectory(prefix="closed-loop-celery-") as tmp:
+        results["celery_day"] = celery_day.measure(Path(tmp))
+    _save(args.out, results)
+    if args.doc and "scales" in results:
+        args.doc.write_text(report.markdown(results) + events.markdown(results))
+    print(json.dumps(results["celery_day"]["summary"], indent=2))
+    return 0
 
 
 def environment() -> dict:
@@ -399,6 +429,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results.json")
     parser.add_argument("--doc", type=Path, default=REPO / "docs" / "performance.md")
     parser.add_argument("--render", type=Path, help="only rewrite --doc from this results JSON")
+    parser.add_argument(
+        "--celery",
+        action="store_true",
+        help="only measure a 100x day on the Celery stack with 1 and 2 worker slots "
+        "(bench/celery_day.py, ~15 min) into --out's 'celery_day' and re-render --doc",
+    )
+    parser.add_argument(
+        "--before-from",
+        type=Path,
+        help="results JSON of a run with per-row ledger writes: kept as the A/B 'before'",
+    )
     parser.add_argument("--events", action="store_true",
                         help="also measure event-driven intake on the Celery path (bench/events.py, ~6 min); "
                         "otherwise its figures are carried over from --out")  # fmt: skip
@@ -418,6 +459,8 @@ def main(argv: list[str] | None = None) -> int:
         args.render.write_text(json.dumps(results, indent=2, default=str) + "\n")
         args.doc.write_text(report.markdown(results) + events.markdown(results))
         return 0
+    if args.celery:
+        return _celery(args)
     started = time.perf_counter()
     results: dict = {"environment": environment(), "quick": args.quick, "scales": {}, "phase_seconds": {}}
     last = [started]

@@ -1,0 +1,205 @@
+"""A 100x day on the Celery stack (``python bench/run.py --celery``; not part of ``make bench``: ~15 min).
+
+For each worker concurrency (1, then 2 task slots on one Celery worker: two workers' worth of slots on this
+2-core machine), a fresh 100x org with one day's responses (550: a quarter's 50,000 / 91 days) in a fresh
+sandbox, a PostgreSQL ledger and a CeleryExecutor Airflow (``devtools.distributed``: api-server, scheduler,
+dag-processor, Celery worker on Redis). The day, as DAG runs triggered with their logical dates:
+
+A. survey_dispatch (14:00) and the busy response_intake run (14:15: the day's responses, Cases and Tasks),
+   triggered together: what can overlap when there is more than one slot;
+B. sla_sweep (read back, escalate, pulses, digest);
+C. idle response_intake runs (nothing new: what each of the other 95 runs of a day costs).
+
+Measured per phase: wall time, CPU seconds of every Airflow process tree (``psutil``: own + reaped
+children) and of the sandbox, and each task instance's queued/running times from the metadata database.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench.world import Scale, build_world, seed_ledger
+
+DAY = Scale("100x-day", accounts=10_000, responses=math.ceil(50_000 / 91))
+INTAKE_RUNS_PER_DAY = 96
+
+
+def _tree_cpu(pid: int) -> float:
+    """CPU seconds of a process and its descendants: live ones by their own times, reaped ones through
+    their parents' children times."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for proc in procs:
+        try:
+            t = proc.cpu_times()
+            total += t.user + t.system + t.children_user + t.children_system
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
+def _cpu(cluster, sandbox_pid: int) -> dict[str, float]:
+    out = {name: _tree_cpu(pid) for name, pid in cluster.pids().items()}
+    out["sandbox"] = _tree_cpu(sandbox_pid)
+    return out
+
+
+def _trigger(cluster, dag_id: str, logical: str) -> str:
+    run_id = f"bench__{dag_id}__{logical.replace(':', '').replace('-', '')}"
+    cluster.cli("dags", "unpause", dag_id)
+    cluster.cli("dags", "trigger", dag_id, "--run-id", run_id, "--logical-date", logical, "-c", "{}")
+    return run_id
+
+
+def _phase(cluster, sandbox_pid: int, runs: list[tuple[str, str]], timeout: float = 3600) -> dict:
+    """Trigger the runs together, wait for all; wall, CPU per process, task instance timings."""
+    before, t0 = _cpu(cluster, sandbox_pid), time.monotonic()
+    ids = [(dag_id, _trigger(cluster, dag_id, logical)) for dag_id, logical in runs]
+    states = {f"{d}/{r}": cluster.wait_for_run(d, r, timeout=timeout) for d, r in ids}
+    wall = time.monotonic() - t0
+    after = _cpu(cluster, sandbox_pid)
+    tasks = []
+    for dag_id, run_id in ids:
+        rows = cluster.query(
+            "SELECT task_id, state, EXTRACT(EPOCH FROM (start_date - queued_dttm)), duration, start_date, "
+            "end_date FROM task_instance WHERE dag_id = %s AND run_id = %s ORDER BY start_date",
+            dag_id,
+            run_id,
+        )
+        for task_id, state, queued_s, duration, start, end in rows:
+            tasks.append({"dag_id": dag_id, "task_id": task_id, "state": state,
+                          "queued_s": round(float(queued_s or 0), 2), "running_s": round(duration or 0, 2),
+                          "start": start.isoformat() if start else None,
+                          "end": end.isoformat() if end else None})  # fmt: skip
+    return {
+        "runs": [f"{d} {lg}" for d, lg in runs],
+        "states": states,
+        "wall_s": round(wall, 1),
+        "cpu_s": {k: round(after[k] - before.get(k, 0.0), 2) for k in after},
+        "tasks": tasks,
+        "overlapping_tasks": _overlaps(tasks),
+    }
+
+
+def _overlaps(tasks: list[dict]) -> list[str]:
+    spans = [
+        (t["start"], t["end"], f"{t['dag_id']}.{t['task_id']}") for t in tasks if t["start"] and t["end"]
+    ]
+    return sorted(
+        f"{a[2]} || {b[2]}"
+        for i, a in enumerate(spans)
+        for b in spans[i + 1 :]
+        if a[0] < b[1] and b[0] < a[1]
+    )
+
+
+def _one(root: Path, concurrency: int, idle_runs: int) -> dict:
+    from devtools import mail_sink
+    from devtools.distributed import DistributedAirflow
+    from sandbox.testing import run_sandbox
+
+    workdir = root / f"celery-{concurrency}"
+    workdir.mkdir(parents=True)
+    t0 = time.monotonic()
+    world = build_world(workdir, DAY)
+    sink = mail_sink.start(workdir / "outbox")
+    smtp = {"conn_type": "smtp", "host": "127.0.0.1", "port": sink.port,
+            "extra": {"from_email": "closed-loop@northwind.example", "disable_tls": True,
+                      "disable_ssl": True, "timeout": 10}}  # fmt: skip
+    opts = {"accounts": DAY.accounts, "save_interval": 10**6, "sm_minute_limit": 10**9,
+            "sm_day_limit": 10**9, "sf_daily_limit": 10**9, "timeout": 900}  # fmt: skip
+    try:
+        with run_sandbox(workdir, seed=7, state=workdir / "sandbox-state.json", **opts) as info:
+            env = {
+                "AIRFLOW_CONN_SMTP_DEFAULT": json.dumps(smtp),
+                **info.airflow_conn_env(),
+                "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+            }  # only the runs triggered here
+            cluster = DistributedAirflow(workdir / "cluster", extra_env=env, ledger=True,
+                                         worker_concurrency=concurrency, redis_db=13)  # fmt: skip
+            with cluster:
+                from closed_loop.ledger import Ledger
+
+                url = cluster.env()["AIRFLOW_CONN_CLOSED_LOOP_DB"].replace(
+                    "postgresql://", "postgresql+psycopg2://"
+                )
+                ledger = Ledger.from_url(url)
+                seed_ledger(ledger, world)
+                ledger.dispose()
+                del world
+                for dag_id in ("survey_dispatch", "response_intake", "sla_sweep"):
+                    cluster.wait_for_dag(dag_id, timeout=900)
+                setup_s = time.monotonic() - t0
+                idle = _idle_background(cluster, info.pid, seconds=30)
+                day = "2026-07-01"
+                phases = {
+                    "A_dispatch_and_busy_intake": _phase(cluster, info.pid, [
+                        ("survey_dispatch", f"{day}T14:00:00+00:00"),
+                        ("response_intake", f"{day}T14:15:00+00:00")]),
+                    "B_sweep": _phase(cluster, info.pid, [("sla_sweep", f"{day}T15:00:00+00:00")]),
+                    "C_idle_intake": _phase(cluster, info.pid, [
+                        ("response_intake", f"{day}T{15 + i // 4:02d}:{15 * (i % 4):02d}:00+00:00")
+                        for i in range(1, idle_runs + 1)]),
+                }  # fmt: skip
+                timings = dict(cluster.timings)
+    finally:
+        sink.stop()
+    return {"concurrency": concurrency, "setup_s": round(setup_s, 1), "harness_timings": timings,
+            "idle_background": idle, "phases": phases}  # fmt: skip
+
+
+def _idle_background(cluster, sandbox_pid: int, seconds: float) -> dict:
+    """CPU the platform burns with nothing to run (scheduler loop, dag-processor re-parsing the files)."""
+    before = _cpu(cluster, sandbox_pid)
+    time.sleep(seconds)
+    after = _cpu(cluster, sandbox_pid)
+    return {"seconds": seconds, "cpu_s": {k: round(after[k] - before.get(k, 0.0), 2) for k in after}}
+
+
+def summarise(runs: list[dict]) -> dict:
+    """A day's compute from the phases: A + B + (96 - 1) idle intake runs; the intake task start-ups'
+    share of it (an idle run is start-up and bookkeeping: its work is one responses page)."""
+    out = {}
+    for r in runs:
+        ph = r["phases"]
+        idle = ph["C_idle_intake"]
+        n_idle = len(idle["runs"])
+        airflow = [k for k in idle["cpu_s"] if k != "sandbox"]
+        per_idle_run = sum(idle["cpu_s"][k] for k in airflow) / max(1, n_idle)
+        worker_per_idle_task = idle["cpu_s"].get("celery-worker", 0) / max(1, 2 * n_idle)
+        busy = sum(ph[p]["cpu_s"][k] for p in ("A_dispatch_and_busy_intake", "B_sweep") for k in airflow)
+        day_cpu = busy + (INTAKE_RUNS_PER_DAY - 1) * per_idle_run
+        startups = 2 * INTAKE_RUNS_PER_DAY  # ingest_responses + open_cases per run
+        out[f"concurrency_{r['concurrency']}"] = {
+            "wall_s": {p: v["wall_s"] for p, v in ph.items()},
+            "airflow_cpu_s": {p: round(sum(v["cpu_s"][k] for k in airflow), 2) for p, v in ph.items()},
+            "sandbox_cpu_s": {p: v["cpu_s"].get("sandbox") for p, v in ph.items()},
+            "idle_intake_run_cpu_s": round(per_idle_run, 2),
+            "worker_cpu_per_idle_task_s": round(worker_per_idle_task, 2),
+            "day_cpu_s_estimate": round(day_cpu, 1),
+            "intake_startups_per_day": startups,
+            "intake_startup_share_of_day_cpu": round((INTAKE_RUNS_PER_DAY - 1) * per_idle_run / day_cpu, 3)
+            if day_cpu
+            else None,
+            "overlapping_tasks_phase_A": ph["A_dispatch_and_busy_intake"]["overlapping_tasks"],
+        }
+    return out
+
+
+def measure(root: Path, concurrencies=(1, 2), idle_runs: int = 4) -> dict:
+    started = time.monotonic()
+    runs = [_one(root, c, idle_runs) for c in concurrencies]
+    return {"when": datetime.now(UTC).isoformat(timespec="seconds"), "scale": DAY.__dict__,
+            "load_average": round(os.getloadavg()[0], 1), "runs": runs, "summary": summarise(runs),
+            "seconds": round(time.monotonic() - started, 1)}  # fmt: skip
