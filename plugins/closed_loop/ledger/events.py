@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from .core import LedgerCore, as_dict
 from .models import ApiUsage, Email, Quarantine, SlaEvent
 from .types import utcnow
-from .upsert import insert_if_absent, upsert
+from .upsert import insert_if_absent, update_rows, upsert
 
 
 class EventsMixin(LedgerCore):
@@ -32,6 +32,14 @@ class EventsMixin(LedgerCore):
     def set_sla_event_task(self, event_key: str, sf_task_id: str) -> int:
         """Record the Salesforce Task created for an event (escalation, reminder)."""
         return self._update(SlaEvent, SlaEvent.event_key == event_key, sf_task_id=sf_task_id)
+
+    def set_sla_event_tasks(self, tasks: Mapping[str, str]) -> int:
+        """Record the Salesforce Tasks created for events, ``{event_key: sf_task_id}``, in one statement."""
+        rows = [{"event_key": k, "sf_task_id": v} for k, v in tasks.items()]
+        if not rows:
+            return 0
+        with self.session() as s:
+            return update_rows(s, SlaEvent.__table__, "event_key", rows)
 
     def sla_events(self, case_key: str | None = None, kind: str | None = None) -> list[dict]:
         stmt = select(SlaEvent).order_by(SlaEvent.occurred_on, SlaEvent.event_key)

@@ -128,4 +128,3 @@ def _reconcile_intents(sm, ledger, today) -> int:
         done += sent
     log.info("send_invites %s: reconciled %d pending intents, %d sent", today, len(pending), done)
     return done
-

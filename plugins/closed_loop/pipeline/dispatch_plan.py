@@ -156,4 +156,3 @@ def apply_plan(ledger, decisions: list[Decision]) -> dict:
     ledger.mark_sent(skips)
     ledger.set_planned_reasons({d.send_key: d.reason for d in decisions if d.action in ("hold", "send")})
     return Counter(d.action for d in decisions)
-

@@ -134,4 +134,3 @@ def _safe_date(value) -> dt.date | None:
         return to_date(value)
     except (TypeError, ValueError):
         return None
-

@@ -67,49 +67,68 @@ def read_tracked(
 ) -> ReadBack:
     """Read the tracked ``cases`` (``sf_case_id``, ``sf_status``) and ``steps`` (``sf_task_id``,
     ``sf_status``) that changed or were never read, in as few Composite calls as the API allows."""
-    case_since = to_utc(ledger.get_watermark(CASE_WATERMARK))
-    task_since = to_utc(ledger.get_watermark(TASK_WATERMARK))
-    swept_on = ledger.get_watermark(SWEPT_ON)
-    stale = swept_on is None or (today - dt.date.fromisoformat(swept_on)).days >= RECYCLE_BIN_DAYS
-    full = stale or case_since is None or task_since is None
-    by_id_cases = [c["sf_case_id"] for c in cases if full or c.get("sf_status") is None]
-    by_id_tasks = [s["sf_task_id"] for s in steps if full or s.get("sf_status") is None]
-    case_sel, task_sel = _select(case_fields, "Case"), _select(task_fields, "Task")
-    statements: list[tuple[str, str]] = []  # (sobject, soql)
-    if not full:
-        for sobject, sel, ext, since in (
-            ("Case", case_sel, case_external_id, case_since),
-            ("Task", task_sel, task_external_id, task_since),
-        ):
-            soql = format_soql(
-                f"{sel} WHERE {ext} != null AND SystemModstamp > {{since}}", since=since - OVERLAP
-            )
-            statements.append((sobject, soql))
-    for sobject, sel, ids in (("Case", case_sel, by_id_cases), ("Task", task_sel, by_id_tasks)):
+    since, full = _watermarks(ledger, today)
+    tracked = {"Case": [c["sf_case_id"] for c in cases], "Task": [s["sf_task_id"] for s in steps]}
+    unread = {"Case": _unread(cases, "sf_case_id", full), "Task": _unread(steps, "sf_task_id", full)}
+    select_ = {"Case": _select(case_fields, "Case"), "Task": _select(task_fields, "Task")}
+    external_ids = {"Case": case_external_id, "Task": task_external_id}
+    statements = [] if full else _changed_statements(select_, external_ids, since)
+    for sobject, ids in unread.items():
+        sel = select_[sobject]
         statements += [(sobject, s) for s in sf.id_statements(f"{sel} WHERE Id IN {{values}}", ids)]
     rows = sf.query_many([s for _, s in statements], include_deleted=True) if statements else []
-    tracked = {"Case": {c["sf_case_id"] for c in cases}, "Task": {s["sf_task_id"] for s in steps}}
     out = ReadBack(full=full, statements=len(statements))
+    seen = _collect(out, statements, rows, tracked)
+    returned = {r["Id"] for recs in seen.values() for r in recs}
+    out.gone |= {i for ids in unread.values() for i in ids} - returned  # asked by Id, not even deleted
+    for name, sobject in ((CASE_WATERMARK, "Case"), (TASK_WATERMARK, "Task")):
+        newest = _newest(seen[sobject], None if full else since[sobject])
+        if newest is not None:
+            out.marks[name] = newest.isoformat()
+    out.marks[SWEPT_ON] = today.isoformat()
+    return out
+
+
+def _unread(records: Sequence[Mapping], id_field: str, full: bool) -> list[str]:
+    """The ids to read by ``Id IN``: every tracked record on a full read, else those never read back."""
+    return [r[id_field] for r in records if full or r.get("sf_status") is None]
+
+
+def _watermarks(ledger, today: dt.date) -> tuple[dict, bool]:
+    """The read-back watermarks by sobject, and whether this read must be full (no watermark yet, or the
+    last sweep longer ago than the Recycle Bin keeps deleted records)."""
+    since = {"Case": to_utc(ledger.get_watermark(CASE_WATERMARK)),
+             "Task": to_utc(ledger.get_watermark(TASK_WATERMARK))}  # fmt: skip
+    swept_on = ledger.get_watermark(SWEPT_ON)
+    stale = swept_on is None or (today - dt.date.fromisoformat(swept_on)).days >= RECYCLE_BIN_DAYS
+    return since, stale or None in since.values()
+
+
+def _changed_statements(select_: Mapping, external_ids: Mapping, since: Mapping) -> list[tuple[str, str]]:
+    """(sobject, SOQL) of the pipeline's Cases and Tasks changed since the watermarks (minus the overlap)."""
+    where = "WHERE {ext} != null AND SystemModstamp > {{since}}"
+    return [
+        (s, format_soql(f"{select_[s]} {where.format(ext=external_ids[s])}", since=since[s] - OVERLAP))
+        for s in ("Case", "Task")
+    ]
+
+
+def _collect(out: ReadBack, statements, rows, tracked: Mapping) -> dict[str, list[dict]]:
+    """File the tracked records read into ``out`` (deleted ones into ``out.gone``); returns every record
+    returned, by sobject (for the watermarks and the purge check)."""
     seen: dict[str, list[dict]] = {"Case": [], "Task": []}
+    ids = {k: set(v) for k, v in tracked.items()}
     for (sobject, _), records in zip(statements, rows, strict=True):
         seen[sobject].extend(records)
         target = out.cases if sobject == "Case" else out.tasks
         for rec in records:
-            if rec["Id"] not in tracked[sobject]:
+            if rec["Id"] not in ids[sobject]:
                 continue  # another pipeline record (closed case, escalation task): not ours to update
             if rec.get("IsDeleted"):
                 out.gone.add(rec["Id"])
             else:
                 target[rec["Id"]] = rec
-    asked = set(by_id_cases) | set(by_id_tasks)
-    returned = {r["Id"] for recs in seen.values() for r in recs}
-    out.gone |= asked - returned  # asked by Id, not even in the Recycle Bin: purged
-    for name, sobject, since in ((CASE_WATERMARK, "Case", case_since), (TASK_WATERMARK, "Task", task_since)):
-        newest = _newest(seen[sobject], None if full else since)
-        if newest is not None:
-            out.marks[name] = newest.isoformat()
-    out.marks[SWEPT_ON] = today.isoformat()
-    return out
+    return seen
 
 
 def save_marks(ledger, read: ReadBack) -> None:

@@ -83,17 +83,7 @@ def escalate_dissatisfied_pulses(sf, ledger, playbook, calendar, today: date, dr
     """Escalate every negative recovery pulse once (see the module doc). Returns how many were escalated
     (or would be, in a dry run). Salesforce calls when there is work: 1 user query, 1 Case upsert, 1 Task
     upsert (per 1000)."""
-    from closed_loop.pipeline.intake import context_from_json
-
-    pending = _pending(ledger)
-    todo = []
-    for rid, ck in pending:
-        case = ledger.get_case(ck)
-        if not case or not case.get("plan") or not case.get("sf_case_id"):
-            continue
-        triggers = (ledger.get_response(rid) or {}).get("triggers") or []
-        ctx = context_from_json(case["plan"])
-        todo.append((rid, case, ctx.account_name, *_tasks(ctx, rid, triggers, playbook, calendar, today)))
+    todo = _plan(ledger, playbook, calendar, today)
     if dry_run or not todo:
         if todo:
             log.info("DRY RUN recovery: would escalate %s", [t[1]["case_key"] for t in todo])
@@ -101,33 +91,63 @@ def escalate_dissatisfied_pulses(sf, ledger, playbook, calendar, today: date, dr
     ledger.record_reopening_escalations(
         _event(case["case_key"], rid, esc, inform, playbook, name) for rid, case, name, esc, inform in todo
     )
+    _write_salesforce(sf, ledger, playbook)
+    log.info("recovery: %d negative pulse(s) escalated: %s", len(todo), [t[1]["case_key"] for t in todo])
+    return len(todo)
+
+
+def _plan(ledger, playbook, calendar, today: date) -> list[tuple]:
+    """(pulse id, case, account name, escalation Task, inform Task) for each pending negative pulse whose
+    case is in Salesforce with its plan."""
+    from closed_loop.pipeline.intake import context_from_json
+
+    todo = []
+    for rid, ck in _pending(ledger):
+        case = ledger.get_case(ck)
+        if not case or not case.get("plan") or not case.get("sf_case_id"):
+            continue
+        triggers = (ledger.get_response(rid) or {}).get("triggers") or []
+        ctx = context_from_json(case["plan"])
+        todo.append((rid, case, ctx.account_name, *_tasks(ctx, rid, triggers, playbook, calendar, today)))
+    return todo
+
+
+def _write_salesforce(sf, ledger, playbook) -> None:
+    """Every pulse escalation without its Task (this run's, or a crashed run's): the Case set to the
+    dissatisfied status, then the escalation and inform Tasks; each escalation Task's id recorded."""
     events = [
         e for e in ledger.events_without_task(["escalation"]) if (e["details"] or {}).get("source") == SOURCE
     ]
     if not events:
-        return len(todo)
-    cases = {e["case_key"]: ledger.get_case(e["case_key"]) for e in events}
+        return
+    cases = ledger.cases_by_key(e["case_key"] for e in events)
     owners = {e["details"][t]["_owner"] for e in events for t in ("task", "inform_task")}
     fallback = playbook.username(playbook.routing.missing_tsm.role)
     users = resolve_user_ids(sf, owners | {fallback})
     rule, ext = playbook.sla.dissatisfied_when, playbook.salesforce.case.external_id
     upsert_cases(sf, [{ext: ck, rule.field: rule.equals} for ck in cases], ext)
+    rows, by_task = _task_rows(events, cases, lambda owner: users.get(owner) or users.get(fallback), playbook)
+    done = {}
+    for res in upsert_tasks(sf, rows, playbook.salesforce.task.external_id):
+        if res.ok and res.key in by_task:
+            done[by_task[res.key]] = res.id
+        elif not res.ok:
+            log.warning("recovery escalation Task %s refused by Salesforce: %s", res.key, res.code)
+    ledger.set_sla_event_tasks(done)
+
+
+def _task_rows(events: list[dict], cases: dict, owner_id, playbook) -> tuple[list[dict], dict[str, str]]:
+    """The Task rows (escalation and inform) of the events, and ``{escalation Task key: event key}``."""
     rows, by_task = [], {}
     for e in events:
         case = cases[e["case_key"]]
         for name in ("task", "inform_task"):
             task = dict(e["details"][name])
             owner = task.pop("_owner")
-            row = task | {"OwnerId": users.get(owner) or users.get(fallback), "WhatId": case["sf_case_id"]}
+            row = task | {"OwnerId": owner_id(owner), "WhatId": case["sf_case_id"]}
             if case.get("contact_id"):
                 row["WhoId"] = case["contact_id"]
             rows.append(row)
             if name == "task":
                 by_task[task[playbook.salesforce.task.external_id]] = e["event_key"]
-    for res in upsert_tasks(sf, rows, playbook.salesforce.task.external_id):
-        if res.ok and res.key in by_task:
-            ledger.set_sla_event_task(by_task[res.key], res.id)
-        elif not res.ok:
-            log.warning("recovery escalation Task %s refused by Salesforce: %s", res.key, res.code)
-    log.info("recovery: %d negative pulse(s) escalated: %s", len(todo), [t[1]["case_key"] for t in todo])
-    return len(todo)
+    return rows, by_task

@@ -71,70 +71,97 @@ def _dissatisfied_context(sf, ledger, case: Mapping, playbook, users) -> dict:
     }
 
 
+def _lp_lines(e: Mapping, url: str, cases: Mapping[str, dict], playbook: Playbook, today: dt.date) -> list:
+    """The LP notice's lines for a reminder or an overdue escalation (one per step it lists)."""
+    d = e["details"] or {}
+    listed = d.get("steps") or [{"step": d.get("step"), "step_title": d.get("step_title"),
+                                 "due_date": d.get("due_date")}]  # fmt: skip
+    carried = _notice_key(e, cases, e["occurred_on"]) if e["occurred_on"] < today else None
+    return [
+        {
+            "account_name": d.get("account_name"),
+            "subject": st.get("step_title") or playbook.step(st["step"]).title,
+            "due_date": st.get("due_date"),
+            "case_url": url,
+            "overdue": e["kind"] == "escalation",
+            "_carried": carried,
+        }
+        for st in listed
+    ]
+
+
+def _dissatisfied_notice(sf, ledger, e: Mapping, case: Mapping, url: str, playbook, users) -> tuple:
+    """(to, subject, template, context) of a dissatisfied escalation's email to its owner."""
+    d = e["details"] or {}
+    owner = playbook.username(d["owner_role"])
+    ctx = {
+        "company": playbook.company.name,
+        "reason": "dissatisfied",
+        "owner_name": _first_name(users, owner, d.get("owner_title") or ""),
+        "account_name": d.get("account_name"),
+        "case_subject": _case_subject(d),
+        "case_url": url,
+        "owner_title": d.get("owner_title"),
+        "late_steps": [],
+    } | _dissatisfied_context(sf, ledger, case, playbook, users)
+    subject = f"Escalation: {d.get('account_name')} is still dissatisfied"
+    return _email_of(users, owner), subject, "escalation_notice", ctx
+
+
+def _doc_missing_notice(e: Mapping, case: Mapping, url: str, playbook, users) -> tuple:
+    """(to, subject, template, context) of a documentation flag's email to the LP."""
+    d = e["details"] or {}
+    ctx = {
+        "company": playbook.company.name,
+        "lp_name": _first_name(users, case["lp_username"], _title(case.get("lp_role"), playbook)),
+        "account_name": d.get("account_name"),
+        "case_subject": _case_subject(d),
+        "case_url": url,
+        "missing": field_labels(playbook.sla.documentation_fields),
+    }
+    subject = f"Please document the closed case: {d.get('account_name')}"
+    return _email_of(users, case["lp_username"]), subject, "doc_missing_notice", ctx
+
+
+def _case_subject(details: Mapping) -> str:
+    return f"Post-implementation feedback needs follow-up: {details.get('account_name')}"
+
+
 def _send_notices(sf, sender, ledger, playbook, today, run_id, events, cases, users) -> Counter:
     """LP notices (one per LP per day: breaches + reminders), dissatisfied escalations to the owner,
     documentation flags to the LP. Each keyed in the ledger; a missing address is quarantined."""
     outcomes: Counter = Counter()
-    company = playbook.company.name
     by_lp: dict[str, list[dict]] = defaultdict(list)
     for e in events:
-        case, d = cases[e["case_key"]], e["details"] or {}
+        case = cases[e["case_key"]]
         url = _case_url(sf, case["sf_case_id"])
-        if e["kind"] == "reminder" or d.get("reason") == "overdue":
-            listed = d.get("steps") or [{"step": d.get("step"), "step_title": d.get("step_title"),
-                                         "due_date": d.get("due_date")}]  # fmt: skip
-            by_lp[case["lp_username"]] += [
-                {
-                    "account_name": d.get("account_name"),
-                    "subject": st.get("step_title") or playbook.step(st["step"]).title,
-                    "due_date": st.get("due_date"),
-                    "case_url": url,
-                    "overdue": e["kind"] == "escalation",
-                    "_carried": _notice_key(e, cases, e["occurred_on"]) if e["occurred_on"] < today else None,
-                }
-                for st in listed
-            ]
+        if e["kind"] == "reminder" or (e["details"] or {}).get("reason") == "overdue":
+            by_lp[case["lp_username"]] += _lp_lines(e, url, cases, playbook, today)
             continue
-        subject_case = f"Post-implementation feedback needs follow-up: {d.get('account_name')}"
         if e["kind"] == "escalation":  # dissatisfied: the escalation owner
-            owner = playbook.username(d["owner_role"])
-            to = _email_of(users, owner)
-            ctx = {
-                "company": company,
-                "reason": "dissatisfied",
-                "owner_name": _first_name(users, owner, d.get("owner_title") or ""),
-                "account_name": d.get("account_name"),
-                "case_subject": subject_case,
-                "case_url": url,
-                "owner_title": d.get("owner_title"),
-                "late_steps": [],
-            } | _dissatisfied_context(sf, ledger, case, playbook, users)
-            tpl, subject = "escalation_notice", f"Escalation: {d.get('account_name')} is still dissatisfied"
+            to, subject, tpl, ctx = _dissatisfied_notice(sf, ledger, e, case, url, playbook, users)
         else:  # doc_missing: the LP
-            to = _email_of(users, case["lp_username"])
-            ctx = {
-                "company": company,
-                "lp_name": _first_name(users, case["lp_username"], _title(case.get("lp_role"), playbook)),
-                "account_name": d.get("account_name"),
-                "case_subject": subject_case,
-                "case_url": url,
-                "missing": field_labels(playbook.sla.documentation_fields),
-            }
-            tpl, subject = "doc_missing_notice", f"Please document the closed case: {d.get('account_name')}"
+            to, subject, tpl, ctx = _doc_missing_notice(e, case, url, playbook, users)
         outcomes[_send(ledger, sender, e["event_key"], to, subject, tpl, ctx, e["kind"], run_id)] += 1
     for lp, steps in sorted(by_lp.items()):
-        role = next((c.get("lp_role") for c in cases.values() if c.get("lp_username") == lp), None)
-        ctx = {"company": company, "lp_name": _first_name(users, lp, _title(role, playbook)), "steps": steps}
-        n = sum(s["overdue"] for s in steps)
-        subject = f"{n} overdue follow-up step(s)" if n else "Follow-up steps due soon"
-        key = email_key("lp_notice", today, lp)  # == _notice_key of each of these events
-        outcome = _send(
-            ledger, sender, key, _email_of(users, lp), subject, "lp_overdue_notice", ctx, "lp_notice", run_id
-        )
-        outcomes[outcome] += 1
-        if outcome in ("sent", "unconfirmed"):  # notices owed from an earlier day went out in this one
-            outbox.carry(ledger, {s["_carried"] for s in steps if s["_carried"]}, key)
+        outcomes[_send_lp_notice(ledger, sender, lp, steps, cases, playbook, users, today, run_id)] += 1
     return outcomes
+
+
+def _send_lp_notice(ledger, sender, lp: str, steps: list, cases, playbook, users, today, run_id) -> str:
+    """One LP's notice of the day (overdue steps and reminders); carries the notices owed from earlier."""
+    role = next((c.get("lp_role") for c in cases.values() if c.get("lp_username") == lp), None)
+    ctx = {"company": playbook.company.name, "lp_name": _first_name(users, lp, _title(role, playbook)),
+           "steps": steps}  # fmt: skip
+    n = sum(s["overdue"] for s in steps)
+    subject = f"{n} overdue follow-up step(s)" if n else "Follow-up steps due soon"
+    key = email_key("lp_notice", today, lp)  # == _notice_key of each of these events
+    outcome = _send(
+        ledger, sender, key, _email_of(users, lp), subject, "lp_overdue_notice", ctx, "lp_notice", run_id
+    )
+    if outcome in ("sent", "unconfirmed"):  # notices owed from an earlier day went out in this one
+        outbox.carry(ledger, {s["_carried"] for s in steps if s["_carried"]}, key)
+    return outcome
 
 
 def _send(ledger, sender, key, to, subject, template, context, kind, run_id) -> str:

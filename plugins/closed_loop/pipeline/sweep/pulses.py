@@ -56,8 +56,6 @@ def send_recovery_pulses(
     are claimed (intent, with the message id) before recipients are added; a retry reconciles intents
     against the message's recipients. One collector per sweep date.
     """
-    from closed_loop.pipeline.dispatch import complete_message  # the invites' crash-safe send
-
     start = _with_calls(sm)
     planned = _plan_recovery(ledger, playbook, today)
     pending = [r for r in ledger.pending_intents() if r["kind"] == "recovery"]
@@ -78,38 +76,53 @@ def send_recovery_pulses(
         )
         return out | {"api_calls": 0}
     ledger.plan_sends(planned)
+    out["reconciled"] = _reconcile(sm, ledger, pending, today)
+    due = ledger.sends_due(today, kind="recovery")
+    if due:
+        out["sent"], out["rejected"] = _send_due(sm, ledger, playbook, due, today, run_id)
+    out["api_calls"] = _with_calls(sm) - start
+    log.debug("send_recovery_pulses %s: %s", today, out)
+    return out
+
+
+def _reconcile(sm, ledger, pending: list[dict], today: dt.date) -> int:
+    """Finish the pulses a crashed run claimed (intents against their message's recipients); intents
+    without a message are released. Returns how many were sent."""
+    from closed_loop.pipeline.dispatch import complete_message  # the invites' crash-safe send
+
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for row in pending:
         groups[(row["collector_id"], row["message_id"])].append(row)
+    reconciled = 0
     for (collector_id, message_id), rows in groups.items():
         if not (collector_id and message_id):
             ledger.release_intents([r["send_key"] for r in rows])
             continue
         contacts = ledger.contact_addresses([r["contact_id"] for r in rows])
         sent, _ = complete_message(sm, ledger, collector_id, message_id, rows, contacts, today, fresh=False)
-        out["reconciled"] += sent
-    due = ledger.sends_due(today, kind="recovery")
-    if due:
-        sm.budget_guard(5)
-        survey_id = require_survey_id(sm, ledger, playbook.surveys.recovery_pulse)
-        collector_id = sm.get_or_create_email_collector(survey_id, pulse_collector_name(today))["id"]
-        subject, body = render_message("recovery_pulse", playbook)
-        message = sm.create_message(collector_id, "invite", subject, body)
-        claimed = set(
-            ledger.mark_send_intent(
-                [r["send_key"] for r in due],
-                run_id or "",
-                message_id=message["id"],
-                collector_id=collector_id,
-                survey_id=survey_id,
-            )
+        reconciled += sent
+    return reconciled
+
+
+def _send_due(sm, ledger, playbook: Playbook, due: list[dict], today: dt.date, run_id) -> tuple[int, int]:
+    """One message on the day's collector for the due pulses, claimed before recipients are added.
+    Returns (sent, rejected)."""
+    from closed_loop.pipeline.dispatch import complete_message  # the invites' crash-safe send
+
+    sm.budget_guard(5)
+    survey_id = require_survey_id(sm, ledger, playbook.surveys.recovery_pulse)
+    collector_id = sm.get_or_create_email_collector(survey_id, pulse_collector_name(today))["id"]
+    subject, body = render_message("recovery_pulse", playbook)
+    message = sm.create_message(collector_id, "invite", subject, body)
+    claimed = set(
+        ledger.mark_send_intent(
+            [r["send_key"] for r in due],
+            run_id or "",
+            message_id=message["id"],
+            collector_id=collector_id,
+            survey_id=survey_id,
         )
-        intents = [r | {"message_id": message["id"]} for r in due if r["send_key"] in claimed]
-        contacts = ledger.contact_addresses([r["contact_id"] for r in intents])
-        sent, rejected = complete_message(
-            sm, ledger, collector_id, message["id"], intents, contacts, today, fresh=True
-        )
-        out["sent"], out["rejected"] = sent, rejected
-    out["api_calls"] = _with_calls(sm) - start
-    log.debug("send_recovery_pulses %s: %s", today, out)
-    return out
+    )
+    intents = [r | {"message_id": message["id"]} for r in due if r["send_key"] in claimed]
+    contacts = ledger.contact_addresses([r["contact_id"] for r in intents])
+    return complete_message(sm, ledger, collector_id, message["id"], intents, contacts, today, fresh=True)
