@@ -36,7 +36,7 @@ STEPS = [
     ("invite-sent", "dispatch", "sm.send_message", None, "invite message sent"),
     ("invite-ledger-commit", "dispatch", "ledger.mark_sent", "sent", "ledger commit of the sent invites"),
     ("reminder-sent", "reminders", "sm.send_message", None, "reminder message sent"),
-    ("lp-reminder-task", "reminders", "sf.upsert_records", "task", "LP reminder Task upserted"),
+    ("lp-reminder-task", "reminders", "sf.create_records", "task", "LP reminder Task created"),
     ("responses-commit", "intake", "ledger.record_responses", None, "ledger commit of responses+watermark"),
     ("case-upserted", "intake", "sf.upsert_records", "case", "Case upserted"),
     ("tasks-upserted", "intake", "sf.upsert_records", "task", "step Tasks upserted"),
