@@ -399,6 +399,16 @@ class FlagTask(_Model):
     priority: NonEmpty = "High"
 
 
+class CaseDefaults(_Model):
+    """What the sweep assumes for a ledger case recorded without these values (intake always records
+    them; seeded history or a hand-made row may not)."""
+
+    lp_role: Name = "doi"
+    channel: Name = "personalised_email"
+    severity: Severity = "medium"
+    priority: CasePriority = "Medium"
+
+
 class Sla(_Model):
     pre_due_reminder: bool = True
     pre_due_reminder_business_days: int = Field(default=1, ge=0, le=MAX_DAYS)
@@ -413,6 +423,7 @@ class Sla(_Model):
     # A notice the mail server did not take stays owed (retried by every sweep, listed in the digest)
     # for this many days after its event, then expires.
     notice_expiry_days: int = Field(default=5, ge=0, le=MAX_DAYS)
+    case_defaults: CaseDefaults = Field(default_factory=CaseDefaults)
 
 
 class Recovery(_Model):
@@ -430,6 +441,8 @@ class Recovery(_Model):
     answer_window_days: int = Field(14, ge=1, le=90)
     # closes older than this never get a pulse (e.g. when send_on_close is switched on later)
     pulse_lookback_days: int = Field(30, ge=1, le=MAX_DAYS)
+    # SOP 6.2: after a negative pulse escalates, the LP's Task to keep the customer informed
+    inform_task: FlagTask = Field(default_factory=FlagTask)
 
 
 class Report(_Model):
@@ -546,6 +559,7 @@ class Playbook(_Model):
         owners = self.sla.escalation_owners
         for role in [owners.dissatisfied, owners.fallback, *owners.overdue.values()]:
             yield "sla.escalation_owners", role
+        yield "sla.case_defaults.lp_role", self.sla.case_defaults.lp_role
 
     def _check_priorities(self) -> None:
         """Each severity's Case priorities name exactly the tiers; Task priorities cover High/Medium/Low."""
@@ -556,6 +570,12 @@ class Playbook(_Model):
                 raise ValueError(f"priority.case.{severity} must name exactly the tiers {sorted(tiers)}")
         if set(self.priority.task) != {"High", "Medium", "Low"}:
             raise ValueError("priority.task must map each of High, Medium, Low")
+        channels = {b.channel for b in self.tiers.bands}
+        if self.sla.case_defaults.channel not in channels:
+            raise ValueError(
+                f"sla.case_defaults.channel: unknown channel {self.sla.case_defaults.channel!r} "
+                f"(the tiers' channels: {sorted(channels)})"
+            )
 
     def step(self, key: str) -> Step:
         """The step named ``key`` (KeyError when absent)."""

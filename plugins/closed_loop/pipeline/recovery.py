@@ -51,8 +51,8 @@ def _tasks(
         subject=f"Keep the customer informed of the escalation: {ctx.account_name}"[:255],
         owner_username=ctx.lp_username,
         owner_role="lp",
-        due_date=calendar.add_business_days(today, 2),
-        priority="High",
+        due_date=calendar.add_business_days(today, playbook.recovery.inform_task.due_business_days),
+        priority=playbook.recovery.inform_task.priority,
         description=(
             f"The customer's recovery pulse is negative ({what}): the case was escalated to "
             f"{playbook.people.roles[esc.owner_role].title} and reopened. Tell the customer about the "

@@ -40,7 +40,8 @@ def step_context(
     intake planned with (response link, comments, MRR, flags) when the case carries it, with the ledger's
     current lead, and ``case_url`` as the Salesforce Case link."""
     topics = tuple(case.get("topics") or ())
-    priority = case.get("priority") or "Medium"
+    defaults = playbook.sla.case_defaults  # a case recorded without them (seeded history)
+    priority = case.get("priority") or defaults.priority
     plan = case.get("plan") or {}
     if plan.get("context"):
         from closed_loop.pipeline.intake import context_from_json
@@ -61,13 +62,13 @@ def step_context(
         account_name=case.get("account_name") or case["account_id"],
         contact_id=case.get("contact_id"),
         contact_first_name=first_name,
-        lp_role=case.get("lp_role") or "doi",
-        lp_username=case.get("lp_username") or playbook.username("doi"),
+        lp_role=case.get("lp_role") or defaults.lp_role,
+        lp_username=case.get("lp_username") or playbook.username(defaults.lp_role),
         tier=case.get("tier") or playbook.tiers.missing_mrr_tier,
-        channel=case.get("channel") or "personalised_email",
-        severity=case.get("severity") or "medium",
+        channel=case.get("channel") or defaults.channel,
+        severity=case.get("severity") or defaults.severity,
         case_priority=priority,
-        task_priority=playbook.priority.task.get(priority, "Normal"),
+        task_priority=playbook.priority.task[priority],
         response_url="",
         case_url=case_url,
         triggers=triggers,
