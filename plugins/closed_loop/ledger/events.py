@@ -94,6 +94,15 @@ class EventsMixin(LedgerCore):
         """Emails claimed but never marked sent (a crash between the claim and the SMTP call)."""
         return self._rows(select(Email).where(Email.status == "intent").order_by(Email.email_key))
 
+    def recorded_email_keys(self, email_keys: Iterable[str]) -> set[str]:
+        """Which of these emails the ledger holds (claimed, sent or carried), in a few reads."""
+        keys, found = sorted(set(email_keys)), set()
+        with self.session() as s:
+            for i in range(0, len(keys), 5000):
+                stmt = select(Email.email_key).where(Email.email_key.in_(keys[i : i + 5000]))
+                found |= set(s.scalars(stmt))
+        return found
+
     def get_email(self, email_key: str) -> dict | None:
         rows = self._rows(select(Email).where(Email.email_key == email_key))
         return rows[0] if rows else None
@@ -104,6 +113,15 @@ class EventsMixin(LedgerCore):
         row = {"q_key": q_key, "source": source, "record_id": record_id, "reason": reason, "payload": payload}
         with self.session() as s:
             return bool(insert_if_absent(s, Quarantine, [row], ["q_key"]))
+
+    def quarantine_all(self, rows: Iterable[Mapping]) -> list[str]:
+        """``quarantine`` for many ``{q_key, source, record_id, reason, payload}`` rows in one statement.
+        Returns the keys newly quarantined."""
+        rows = list(rows)
+        if not rows:
+            return []
+        with self.session() as s:
+            return [k for (k,) in insert_if_absent(s, Quarantine, rows, ["q_key"])]
 
     def unreported_quarantine(self) -> list[dict]:
         stmt = select(Quarantine).where(Quarantine.reported_at.is_(None), Quarantine.resolved_at.is_(None))

@@ -96,6 +96,20 @@ class SweepMixin(LedgerCore):
             s.execute(update(Case.__table__).where(Case.case_key.in_(todo)).values(dissatisfied=True))
         return todo
 
+    def flag_doc_missing(self, events: Iterable[Mapping], flagged_at: dt.datetime) -> list[str]:
+        """Insert the documentation-missing events whose key is new and stamp their cases
+        ``doc_missing_flagged_at``, in one transaction. Returns the case keys newly flagged."""
+        events = list(events)
+        if not events:
+            return []
+        with self.session() as s:
+            inserted = {k for (k,) in insert_if_absent(s, SlaEvent, events, ["event_key"])}
+            keys = sorted({e["case_key"] for e in events if e["event_key"] in inserted})
+            if keys:
+                stmt = update(Case.__table__).where(Case.case_key.in_(keys))
+                s.execute(stmt.values(doc_missing_flagged_at=flagged_at))
+        return keys
+
     def negative_recovery_pulses(self) -> list[tuple[str, str]]:
         """(pulse response id, case key) of every negative recovery pulse, by response id."""
         stmt = select(Response.response_id, Response.case_key).where(

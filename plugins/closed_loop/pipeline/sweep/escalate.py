@@ -131,8 +131,7 @@ def record_intents(ledger, plan: dict, playbook: Playbook, calendar: BusinessCal
         for ck, p in plan["activated"]
     )
     _add_overdue_events(ledger, plan, ctxs, playbook, calendar, today)
-    for ck, step in plan["reminders"]:
-        ledger.add_sla_event(_reminder_event(ck, step, ctxs[ck], today))
+    ledger.add_sla_events(_reminder_event(ck, step, ctxs[ck], today) for ck, step in plan["reminders"])
     ledger.start_dissatisfied_episodes(
         {
             ck: _dissatisfied_episode(ck, ctxs[ck], playbook, calendar, today)
@@ -141,9 +140,10 @@ def record_intents(ledger, plan: dict, playbook: Playbook, calendar: BusinessCal
     )
     if plan["dissatisfied_end"]:
         ledger.record_case_status({"case_key": ck, "dissatisfied": False} for ck in plan["dissatisfied_end"])
-    for ck in plan["doc_missing"]:
-        if ledger.add_sla_event(_doc_missing_event(ck, ctxs[ck], playbook, calendar, today)):
-            ledger.record_case_status([{"case_key": ck, "doc_missing_flagged_at": dt.datetime.now(dt.UTC)}])
+    ledger.flag_doc_missing(
+        [_doc_missing_event(ck, ctxs[ck], playbook, calendar, today) for ck in plan["doc_missing"]],
+        flagged_at=dt.datetime.now(dt.UTC),
+    )
 
 
 @dataclass
@@ -174,7 +174,7 @@ def pending_work(ledger, plan: dict, playbook: Playbook, today: dt.date) -> Swee
     ]
     recent = ledger.sla_events_since(owed_since(playbook, today))  # a notice stays owed until sent or expired
     known = {**cases, **ledger.cases_by_key({e["case_key"] for e in recent} - set(cases))}
-    needs_mail = [e for e in recent if _owed(ledger, e, known, today)]
+    needs_mail = _owed(ledger, recent, known, today)
     all_cases = {**known, **ledger.cases_by_key({e["case_key"] for e in pending_events} - set(known))}
     step_rows = {p.key: (ck, p) for ck, p in plan["activated"]}
     return SweepWork(step_rows, pending_events, needs_mail, all_cases)
@@ -197,34 +197,25 @@ def write_tasks(sf, ledger, work: SweepWork, users, playbook: Playbook, today: d
         owners[task[ext]] = ("event", e["event_key"])
     bad = [r for r in records if not r["OwnerId"]]
     records = [r for r in records if r["OwnerId"]]
-    for r in bad:
-        ledger.quarantine(
-            f"sla_sweep:no_owner:{r[ext]}",
-            "sla_sweep",
-            None,
-            "Task owner is not an active Salesforce user",
-            {"key": r[ext]},
-        )
+    reason = "Task owner is not an active Salesforce user"
+    ledger.quarantine_all(_quarantine_row(f"no_owner:{r[ext]}", reason, r[ext]) for r in bad)
     results = upsert_tasks(sf, records, ext) if records else []
-    created_steps, failed = {}, 0
-    for res in results:
-        what, ref = owners[res.key]
-        if not res.ok:
-            failed += 1
-            ledger.quarantine(
-                f"sla_sweep:task_failed:{res.key}",
-                "sla_sweep",
-                None,
-                f"Task upsert failed: {res.code}",
-                {"key": res.key},
-            )
-        elif what == "step":
-            created_steps[ref] = res.id
-        else:
-            ledger.set_sla_event_task(ref, res.id)
+    refused = [res for res in results if not res.ok]
+    ledger.quarantine_all(
+        _quarantine_row(f"task_failed:{res.key}", f"Task upsert failed: {res.code}", res.key)
+        for res in refused
+    )
+    done = {owners[res.key]: res.id for res in results if res.ok}
+    ledger.set_sla_event_tasks({ref: i for (what, ref), i in done.items() if what == "event"})
+    created_steps = {ref: i for (what, ref), i in done.items() if what == "step"}
     created_at = dt.datetime.combine(today, dt.time.min, tzinfo=dt.UTC)  # the logical day
     ledger.mark_steps_created(created_steps, created_at=created_at)
-    return len(results), failed + len(bad)
+    return len(results), len(refused) + len(bad)
+
+
+def _quarantine_row(what: str, reason: str, key: str) -> dict:
+    return {"q_key": f"sla_sweep:{what}", "source": "sla_sweep", "record_id": None, "reason": reason,
+            "payload": {"key": key}}  # fmt: skip
 
 
 def _refs(case: Mapping) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter, defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from closed_loop.domain.plan import (
     lead_words,
@@ -26,13 +26,13 @@ def owed_since(playbook: Playbook, today: dt.date) -> dt.date:
     return today - dt.timedelta(days=playbook.sla.notice_expiry_days)
 
 
-def _owed(ledger, event: Mapping, cases: Mapping[str, dict], today: dt.date) -> bool:
-    """A notice event no email has reported yet: not on its own day (the mail server was down or refused:
-    the failed send left no row) and not carried into today's notice."""
-    if event["kind"] not in NOTICE_KINDS or event["occurred_on"] > today:
-        return False
-    own = _notice_key(event, cases, event["occurred_on"])
-    return ledger.get_email(own) is None and ledger.get_email(_notice_key(event, cases, today)) is None
+def _owed(ledger, events: Iterable[Mapping], cases: Mapping[str, dict], today: dt.date) -> list:
+    """The notice events no email has reported yet: not on their own day (the mail server was down or
+    refused: the failed send left no row) and not carried into today's notice (one ledger read)."""
+    notices = [e for e in events if e["kind"] in NOTICE_KINDS and e["occurred_on"] <= today]
+    keys = [(_notice_key(e, cases, e["occurred_on"]), _notice_key(e, cases, today)) for e in notices]
+    recorded = ledger.recorded_email_keys({k for pair in keys for k in pair})
+    return [e for e, (own, todays) in zip(notices, keys, strict=True) if not {own, todays} & recorded]
 
 
 def _notice_key(event: Mapping, cases: Mapping[str, dict], today: dt.date) -> str:
@@ -195,6 +195,7 @@ def _owed_notices(ledger, playbook: Playbook, today: dt.date) -> list[dict]:
     expires (``sla.notice_expiry_days`` after its event): listed in the digest until sent or expired."""
     events = [e for e in ledger.sla_events_since(owed_since(playbook, today)) if e["kind"] in NOTICE_KINDS]
     cases = ledger.cases_by_key({e["case_key"] for e in events})
+    owed = _owed(ledger, [e for e in events if e["case_key"] in cases], cases, today)
     expiry = dt.timedelta(days=playbook.sla.notice_expiry_days)
     return [
         {
@@ -203,6 +204,5 @@ def _owed_notices(ledger, playbook: Playbook, today: dt.date) -> list[dict]:
             "since": e["occurred_on"].isoformat(),
             "expires": (e["occurred_on"] + expiry).isoformat(),
         }
-        for e in events
-        if e["case_key"] in cases and _owed(ledger, e, cases, today)
+        for e in owed
     ]
