@@ -95,6 +95,7 @@ def _naive_sf(sf, n: int) -> dict:
 
 
 def run(cfg: dict) -> dict:
+    os.environ.update(cfg.get("env") or {})  # this step's connections (AIRFLOW_CONN_*) and Airflow home
     _reset_peak_rss()
     t0 = time.perf_counter()
     sf, sm, ledger, playbook, cal = _context(cfg)
