@@ -163,13 +163,20 @@ def targets(results: dict) -> dict:
         put(f"steps.{step}.ratio_to_documented_min", "<= 1.1 at every scale", ratio, ratio <= 1.1, where)
     big = scales.get("100x") or (list(scales.values())[-1] if scales else None)
     small = scales.get("today") or (list(scales.values())[0] if scales else None)
-    if big and small:
+    if big and small and big is not small:
         for step in ("intake", "open_cases", "sweep_read_back"):
             if step in big["steps"] and step in small["steps"]:
                 above = big["steps"][step]["peak_rss_mb"] - big["steps"]["baseline"]["peak_rss_mb"]
                 base = small["steps"][step]["peak_rss_mb"] - small["steps"]["baseline"]["peak_rss_mb"]
                 goal = f"largest scale <= smallest + 100 MB ({base:.0f} + 100)"
-                put(f"{step}.peak_rss_above_baseline_mb", goal, round(above, 1), above <= base + 100)
+                put(f"{step}.peak_rss_above_baseline_mb", goal, round(above, 1), above <= base + 100,
+                    f"{list(scales)[-1]} vs {list(scales)[0]}")  # fmt: skip
+    elif big:
+        for step in ("intake", "open_cases", "sweep_read_back"):
+            if step in big["steps"]:
+                above = big["steps"][step]["peak_rss_mb"] - big["steps"]["baseline"]["peak_rss_mb"]
+                put(f"{step}.peak_rss_above_baseline_mb", "largest scale <= smallest + 100 MB",
+                    round(above, 1), None, "one scale measured: nothing to compare")  # fmt: skip
     _throughput_targets(results, put)
     if "scoring" in results and "ratio_to_json_parse" in results["scoring"]:
         r = results["scoring"]["ratio_to_json_parse"]
@@ -240,7 +247,7 @@ def _throughput_targets(results: dict, put) -> None:
             f"{esc['seconds']:.1f} vs {old['seconds']:.1f} s wall")  # fmt: skip
     elif esc:
         put(f"escalations.seconds_at_{name}", ">= 2x faster than before", esc["seconds"], None,
-            "no before figure (bench/before_ledger_batching.json missing)")  # fmt: skip
+            "no before figure: no before_ledger_batching section (run with --before-from)")  # fmt: skip
 
 
 def _targets_table(results: dict) -> str:
@@ -271,17 +278,12 @@ def _time_table(results: dict) -> str:
     for name, scale in results["scales"].items():
         base = scale["steps"]["baseline"]["peak_rss_mb"]
         for step, r in scale["steps"].items():
-            rows.append(
-                [
-                    name,
-                    step,
-                    _work(step, r["out"]),
-                    r["seconds"],
-                    r["peak_rss_mb"],
-                    round(r["peak_rss_mb"] - base, 1),
-                ]
-            )
-    return _table(["scale", "step", "work done", "wall s", "peak RSS MB", "RSS above baseline MB"], rows)
+            rss = r["peak_rss_mb"]
+            rows.append([name, step, _work(step, r["out"]), r["seconds"], r.get("step_cpu_seconds"),
+                         r.get("sandbox_cpu_seconds"), rss, round(rss - base, 1)])  # fmt: skip
+    head = ["scale", "step", "work done", "wall s", "step CPU s", "sandbox CPU s", "peak RSS MB",
+            "RSS above baseline MB"]  # fmt: skip
+    return _table(head, rows)
 
 
 def _naive_table(results: dict) -> str:
@@ -310,6 +312,10 @@ def _naive_table(results: dict) -> str:
                     round(n["seconds"] / max(b["seconds"], 1e-9), 1),
                 ]
                 + ([f"sampled {n['records']} of {full}"] if n["records"] < full else ["full volume"])
+                + [
+                    (scale["naive"][key].get("extrapolated") or {}).get("naive_calls"),
+                    (scale["naive"][key].get("extrapolated") or {}).get("naive_seconds"),
+                ]  # fmt: skip
             )
     return _table(
         [
@@ -323,6 +329,8 @@ def _naive_table(results: dict) -> str:
             "naive s",
             "time ratio",
             "volume",
+            "naive calls at full volume",
+            "naive s at full volume (extrapolated)",
         ],
         rows,
     )
@@ -353,9 +361,16 @@ def markdown(results: dict) -> str:
         "sends in the ledger), because the simulated respondents of a seeded org cannot produce 50,000 "
         "responses. Today's invites and reminders are real pipeline runs on the seeded go-lives.",
         "- Each step is the pipeline function (`plugins/closed_loop/pipeline/*`) run once in a fresh "
-        "subprocess (`bench/steps.py`) on the whole quarter's backlog (the worst case for one DAG run); "
-        "calls are the sandbox's own counters, reset before each step. `baseline` is the same subprocess "
-        "doing nothing (imports, hooks, ledger): memory is reported as peak RSS and RSS above it. After "
+        "process on the whole quarter's backlog (the worst case for one DAG run): a fork of one warm step "
+        "server (`bench/steps.py --serve`, Airflow and the project imported once, as a long-lived worker "
+        "would), peak RSS reset in the child (`/proc/self/clear_refs`). Calls are the sandbox's own "
+        "counters, reset before each step. `baseline` is the same fork doing nothing (hooks, ledger): "
+        "memory is reported as peak RSS and RSS above it. **Time** is reported three ways: wall seconds of "
+        "the step function; CPU seconds of the step process (`time.process_time` around the same code, "
+        "user + system); and the CPU seconds the sandbox process (a separate `python -m sandbox`, the "
+        "stand-in for Salesforce's and SurveyMonkey's servers) spent meanwhile (`/proc/<pid>/stat`). The "
+        "machine is shared (2 cores, other engineers' test suites): wall time is inflated by their load, "
+        "CPU time is not, so throughput targets are judged on both. After "
         "`sweep_read_back` (the first, full read) the sandbox clock moves two weeks on: its simulated LPs "
         "complete, miss or close; `sweep_read_back_next`, `escalations` (`progress_and_escalate`) and "
         "`recovery_pulses` then run on that day.",
@@ -379,7 +394,7 @@ def markdown(results: dict) -> str:
         "",
         _calls_table(results),
         "",
-        "## Wall time and peak memory per step (fresh process each)",
+        "## Time and peak memory per step (fresh process each)",
         "",
         _time_table(results),
         "",
@@ -388,9 +403,11 @@ def markdown(results: dict) -> str:
         "Same records, same process: SurveyMonkey responses read 100 per call (what intake does) vs one per "
         "call (`per_page=1` paging; the sandbox, like the v3 API's bulk listing, has no cheaper "
         "single-response read); Salesforce Tasks written with Composite sObject Collections upserts (1,000 "
-        "per call) vs one simple-salesforce `sf.Task.create()` each. The naive side runs on at most 300 "
-        "records per scale (`naive_cap`, same records on both sides) to keep `make bench` under 10 minutes; "
-        "calls scale exactly linearly, time nearly so.",
+        "per call) vs one simple-salesforce `sf.Task.create()` each. The naive side is by definition one "
+        "call per record, so it runs on a sample (`naive_cap` records per scale, the same records on both "
+        "sides; its calls per record are checked on the sample) and is extrapolated to the step's full "
+        "volume: calls = records, time = the sample's seconds per record x records (the last two "
+        "columns).",
         "",
         _naive_table(results),
         "",
@@ -459,9 +476,89 @@ def markdown(results: dict) -> str:
             ),  # fmt: skip
             "",
         ]
+    parts += _before_after_section(results) + _celery_section(results) + _runtime_section(results)
     parts += _budget_section(results)
     parts += ["## Findings", "", *results.get("findings", ["(see the tables)"]), ""]
     return "\n".join(parts)
+
+
+def _before_after_section(results: dict) -> list[str]:
+    ab = results.get("before_ledger_batching")
+    if not ab:
+        return []
+    rows = []
+    for name, sc in ab["scales"].items():
+        now = results["scales"].get(name, {}).get("steps", {})
+        for step in ("intake", "open_cases", "escalations"):
+            old, new = sc["steps"].get(step), now.get(step)
+            if not (old and new):
+                continue
+            a, b = old.get("step_cpu_seconds"), new.get("step_cpu_seconds")
+            rows.append([name, step, old["seconds"], new["seconds"], a, b,
+                         round(a / max(b, 1e-9), 2) if a and b else None])  # fmt: skip
+    return [
+        "## Before/after: per-row ledger writes vs batched (same code otherwise, same machine)",
+        "",
+        f"The 'before' is {ab['what']}, measured {ab['measured_on']} (load average "
+        f"{ab.get('load_average')}); "
+        "the 'after' is this run.",
+        "",
+        _table(
+            ["scale", "step", "before wall s", "after wall s", "before CPU s", "after CPU s", "CPU speed-up"],
+            rows,
+        ),  # fmt: skip
+        "",
+    ]
+
+
+def _celery_section(results: dict) -> list[str]:
+    day = results.get("celery_day")
+    if not day:
+        return []
+    out = [
+        "## Beyond one worker: a 100x day on the Celery stack",
+        "",
+        f"Measured by `python bench/run.py --celery` ({day['when']}, load average {day['load_average']}, "
+        f"{day['seconds']} s): a 100x org (10,000 accounts) with one day's responses "
+        f"({day['scale']['responses']}), PostgreSQL ledger and metadata database, Redis broker, "
+        "api-server + scheduler + dag-processor + one Celery worker (`devtools/distributed.py`) with 1 and "
+        "with 2 task slots. Phases: A = survey_dispatch and the busy response_intake run triggered together; "
+        "B = sla_sweep; C = idle response_intake runs (nothing new: what each of the other 95 runs of a day "
+        "costs). CPU is every Airflow process tree's (own + reaped children, `psutil`) and the sandbox's.",
+        "",
+    ]
+    rows = []
+    for key, v in day["summary"].items():
+        for phase, wall in v["wall_s"].items():
+            rows.append([key, phase, wall, v["airflow_cpu_s"][phase], v["sandbox_cpu_s"][phase]])
+    out += [_table(["worker slots", "phase", "wall s", "Airflow CPU s", "sandbox CPU s"], rows), ""]
+    for key, v in day["summary"].items():
+        out.append(
+            f"- {key}: an idle intake run costs {v['idle_intake_run_cpu_s']} CPU s of Airflow processes "
+            f"({v['worker_cpu_per_idle_task_s']} s in the worker per task); a day's compute is about "
+            f"{v['day_cpu_s_estimate']} CPU s, of which the {v['intake_startups_per_day']} task start-ups "
+            f"of the 95 idle intake runs are {v['intake_startup_share_of_day_cpu']:.0%}. Tasks that "
+            f"overlapped in phase A: {', '.join(v['overlapping_tasks_phase_A']) or 'none'}."
+        )
+    out += ["", *day.get("notes", []), ""]
+    return out
+
+
+def _runtime_section(results: dict) -> list[str]:
+    phases = results.get("phase_seconds") or {}
+    if not phases:
+        return []
+    setup = {n: sc.get("setup_phases_s") for n, sc in results.get("scales", {}).items()}
+    return [
+        "## Where `make bench`'s time goes",
+        "",
+        "Wall seconds per phase: "
+        + "; ".join(f"{k} {v}" for k, v in phases.items())
+        + ". Set-up per scale (world build, sandbox start, ledger seed): "
+        + "; ".join(f"{n} {v}" for n, v in setup.items() if v)
+        + ".",
+        "",
+    ]
 
 
 def _budget_section(results: dict) -> list[str]:

@@ -3,6 +3,7 @@ recipients, send, bulk responses."""
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 import time
@@ -508,11 +509,17 @@ def _responses_bulk(state: SandboxState, req: Request, owner_id: str, by: str) -
     version = (id(responses), len(responses), len(state.data["sim"]["log"]))
     cached = state.cache.get("responses_bulk")
     if cached and cached[0] == key and cached[1] == version:
-        rows = cached[2]
+        rows, modified_keys = cached[2], cached[3]
     else:
         rows = _sorted_responses(responses, owner_id, by, status, sort_by, order == "DESC")
-        state.cache["responses_bulk"] = (key, version, rows)
-    items = [r for r, modified, created in rows if _within(bounds, modified, created)]
+        modified_keys = [row[1] for row in rows] if sort_by == "date_modified" and order != "DESC" else None
+        state.cache["responses_bulk"] = (key, version, rows, modified_keys)
+    if modified_keys is not None:  # ascending by date_modified: the modified bounds are a slice
+        start, end = bounds.pop("start_modified_at", None), bounds.pop("end_modified_at", None)
+        lo = bisect.bisect_left(modified_keys, start) if start else 0
+        hi = bisect.bisect_right(modified_keys, end) if end else len(rows)
+        rows = rows[lo:hi]
+    items = [r for r, modified, created in rows if not bounds or _within(bounds, modified, created)]
     reply = _paginate(req, items, 100)
     if reply.status == 200:
         simple = params.get("simple") == "true"
