@@ -530,14 +530,20 @@ def _celery_section(results: dict) -> list[str]:
     rows = []
     for key, v in day["summary"].items():
         for phase, wall in v["wall_s"].items():
-            rows.append([key, phase, wall, v["airflow_cpu_s"][phase], v["sandbox_cpu_s"][phase]])
-    out += [_table(["worker slots", "phase", "wall s", "Airflow CPU s", "sandbox CPU s"], rows), ""]
+            rows.append([key, phase, wall, v["airflow_cpu_s"][phase], v["airflow_work_cpu_s"][phase],
+                         v["sandbox_cpu_s"][phase]])  # fmt: skip
+    out += [_table(["worker slots", "phase", "wall s", "Airflow CPU s", "of it above the idle background",
+                    "sandbox CPU s"], rows), ""]  # fmt: skip
     for key, v in day["summary"].items():
         out.append(
-            f"- {key}: an idle intake run costs {v['idle_intake_run_cpu_s']} CPU s of Airflow processes "
-            f"({v['worker_cpu_per_idle_task_s']} s in the worker per task); a day's compute is about "
-            f"{v['day_cpu_s_estimate']} CPU s, of which the {v['intake_startups_per_day']} task start-ups "
-            f"of the 95 idle intake runs are {v['intake_startup_share_of_day_cpu']:.0%}. Tasks that "
+            f"- {key}: the platform idles at {v['background_cpu_s_per_s']} CPU s per second (scheduler loop, "
+            "dag-processor re-parsing every file; the harness parses every 10 s, production defaults less "
+            f"often): {v['day_background_cpu_s']:,.0f} CPU s a day. An idle intake run costs "
+            f"{v['idle_intake_run_cpu_s']} CPU s above that ({v['worker_cpu_per_idle_task_s']} s in the "
+            f"worker per task). A day's work is about {v['day_work_cpu_s']:,} CPU s; the "
+            f"{v['intake_startups_per_day']} intake task start-ups (95 idle runs) are "
+            f"{v['intake_startup_share_of_day_work']:.0%} of it "
+            f"({v['intake_startup_share_incl_background']:.0%} counting the idle background). Tasks that "
             f"overlapped in phase A: {', '.join(v['overlapping_tasks_phase_A']) or 'none'}."
         )
     out += ["", *day.get("notes", []), ""]
