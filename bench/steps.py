@@ -173,6 +173,8 @@ def _step(cfg, step, sf, sm, ledger, playbook, cal, today, run_id):  # noqa: C90
 
 def _preimport() -> None:
     """Everything a step imports, so each forked child starts warm (what a long-lived worker would be)."""
+    from sqlalchemy.orm import configure_mappers
+
     import closed_loop.domain.scoring  # noqa: F401
     import closed_loop.hooks  # noqa: F401
     import closed_loop.hooks.mail  # noqa: F401
@@ -182,6 +184,9 @@ def _preimport() -> None:
     import closed_loop.pipeline.surveys  # noqa: F401
     import closed_loop.pipeline.sweep  # noqa: F401
     import closed_loop.playbook  # noqa: F401
+    from closed_loop.ledger import models  # noqa: F401
+
+    configure_mappers()  # the ORM's one-time mapper set-up, not a step's work
 
 
 def _fork_one(cfg: dict) -> dict:
