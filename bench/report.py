@@ -385,7 +385,8 @@ def markdown(results: dict) -> str:
         "batch resource: ceil(n/100) response pages, per invite or pulse batch one collector + one message "
         "+ ceil(n/500) recipients/bulk + one send, per reminder batch ceil(n/1000) recipient pages + one "
         "message + one send. Fixed lookups (survey title lookup, survey details, the User query, a "
-        "collector lookup before creating one) are listed separately. The read-back minimum counts the "
+        "collector lookup before creating one, a batch's messages before its reminder: what a restored "
+        "ledger would have forgotten) are listed separately. The read-back minimum counts the "
         "tracked records actually returned (first read: all; next day: those changed).",
         "- API limits are switched off while measuring (`sm_minute_limit`/`sm_day_limit`/`sf_daily_limit` "
         "1e9); the budget section switches them back on.",

@@ -80,13 +80,14 @@ def minimum(step: str, out: dict, calls: dict | None = None) -> dict:
     lookup = int(bool(((calls or {}).get("sm") or {}).get("endpoints", {}).get("GET /surveys")))
     if step == "sync":  # Account + Contact queries: independent, one Composite call
         return {"sf": (0, _query_calls(out["accounts"], out["contacts"]))}
-    if step == "invites":
+    if step == "invites":  # + the survey's collectors, checked against the ledger (a restored ledger)
         n = out.get("sent", 0) + out.get("rejected", 0)
-        return {"sm": (lookup, (3 + _c(n, BULK_CHUNK)) if n else 0)}  # collector+message+send
-    if step == "reminders":
+        return {"sm": (lookup + 1 if n else lookup, (3 + _c(n, BULK_CHUNK)) if n else 0)}  # coll.+msg+send
+    if step == "reminders":  # + per batch its messages, checked for a reminder a restored ledger forgot
         n, tasks = out.get("reminded", 0) + out.get("responded", 0), out.get("lp_tasks", 0)
-        sm = (_c(n, RECIPIENT_PAGE) + 2) * out.get("batches", 0)
-        return {"sm": (0, sm), "sf": (1 if tasks else 0, _c(tasks, WRITE_CALL))}  # User query, then Tasks
+        batches = out.get("batches", 0)
+        sm = (_c(n, RECIPIENT_PAGE) + 2) * batches
+        return {"sm": (batches, sm), "sf": (1 if tasks else 0, _c(tasks, WRITE_CALL))}  # User query, Tasks
     if step == "intake":
         n = out.get("fetched", 0)
         return {"sm": (lookup + (1 if n else 0), max(1, _c(n, RESPONSE_PAGE)))}  # title lookup + details

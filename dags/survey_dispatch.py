@@ -24,7 +24,9 @@ DOC = """
    from the run's logical date; late go-lives caught up within `catch_up_window_days`, never older; one
    invite per contact and go-live; quarantine, opt-outs, bounces and open follow-up cases respected, every
    skip recorded with its reason. One email collector and one invite message per logical date; intents are
-   written before recipients are added, so a retry reconciles instead of re-sending.
+   written before recipients are added, so a retry reconciles instead of re-sending; the survey's
+   collectors are checked against the ledger first, so a ledger restored from a backup adopts the
+   batches it forgot instead of sending them again.
 3. **send_reminders** (pool `surveymonkey_api`): once per batch, `reminder_delay_days` after it, to the
    batch's non-responders; optionally a Salesforce Task for the account's Lead Person.
 

@@ -150,8 +150,10 @@ def test_simulated_month_exactly_one_invite_one_reminder_and_reruns_send_nothing
     # per call, REST API Developer Guide); SurveyMonkey the minimum per batch
     assert all(n == 1 for n in sf_calls if n), sf_calls
     batches = [(n, calls) for n, calls in sm_calls if n]
-    assert batches[0][1] == 1 + 3 + math.ceil(batches[0][0] / dispatch.BULK_CHUNK)  # + find survey
-    assert all(calls == 3 + math.ceil(n / dispatch.BULK_CHUNK) for n, calls in batches[1:]), batches
+    # per batch: the survey's collectors (checked against the ledger, issue 19 item 7), collector, message,
+    # bulk adds, send; the first batch also finds the survey by title
+    assert batches[0][1] == 1 + 4 + math.ceil(batches[0][0] / dispatch.BULK_CHUNK)
+    assert all(calls == 4 + math.ceil(n / dispatch.BULK_CHUNK) for n, calls in batches[1:]), batches
     assert all(calls == 0 for n, calls in sm_calls if not n)
 
     # reruns of past days and of the last day: nothing new goes out
@@ -492,6 +494,88 @@ def test_a_replayed_lp_reminder_task_keeps_what_the_lp_did(env):
     assert env.ledger.get_send(key)["lp_reminder_task_id"] == task["Id"]
 
 
+# -- a ledger restored from backup (issue 19 item 7) ------------------------------------------------------
+
+
+def _backup(env, to):
+    """An online backup of the SQLite ledger (sqlite3's backup API: a consistent copy)."""
+    import sqlite3
+
+    src, dst = sqlite3.connect(env.ledger.engine.url.database), sqlite3.connect(to)
+    with dst:
+        src.backup(dst)
+    src.close(), dst.close()
+
+
+def _restore(env, copy):
+    """The ledger restored from that backup: every connection dropped, the file overwritten."""
+    import sqlite3
+
+    env.ledger.dispose()
+    src, dst = sqlite3.connect(copy), sqlite3.connect(env.ledger.engine.url.database)
+    with dst:
+        src.backup(dst)
+    src.close(), dst.close()
+
+
+def _collectors(env, name):
+    return [c for c in env.admin("GET", "state")["sm"]["collectors"].values() if c["name"] == name]
+
+
+@pytest.mark.parametrize("rerun_after_days", [0, 1], ids=["rerun-same-day", "rerun-next-day"])
+def test_a_ledger_restored_from_backup_sends_no_invite_twice(env, tmp_path, rerun_after_days):
+    """Backup, dispatch, restore the backup, dispatch again (the same logical date, or the next day's run):
+    SurveyMonkey's own record shows each due contact invited exactly once and one collector per batch;
+    the ledger has adopted the sends it had lost (recipient ids, so responses still join)."""
+    day = START + dt.timedelta(days=9)  # a day the seeded go-lives make invites due on
+    env.move_clock(day)
+    dispatch.sync_go_lives(env.sf, env.ledger, env.playbook, day)
+    _backup(env, tmp_path / "backup.db")
+    first = env.run_day(day, reminders=False)["invites"]
+    # ground truth from the seeded org: flagged, reachable contacts due within the catch-up window
+    due = due_contacts(env, day - dt.timedelta(days=30), day)
+    assert first["sent"] == len(due) > 0 and invited(env) == Counter(dict.fromkeys(due, 1))
+
+    _restore(env, tmp_path / "backup.db")
+    assert not sends(env, status="sent")  # the restored ledger has forgotten the batch
+    again = env.run_day(day + dt.timedelta(days=rerun_after_days), reminders=False)["invites"]
+
+    assert invited(env) == Counter(dict.fromkeys(due, 1))  # nobody surveyed twice
+    batches = [c for c in env.admin("GET", "state")["sm"]["collectors"].values()]
+    assert [c["name"] for c in batches] == [dispatch.batch_name(day)]  # no second collector, none new
+    assert (again["sent"], again["adopted"]) == (0, len(due))
+    # the survey found by title again (its cached id was not in the backup), its collectors, the unknown
+    # batch's messages, the invite's recipients, then the message and its recipients (complete_message)
+    assert again["api_calls"] == 1 + 1 + 1 + 1 + 2
+    recipients = {r["email"].lower(): r["id"] for m in messages(env, "invite") for r in m["recipients"]}
+    adopted = {r["recipient_id"] for r in sends(env, status="sent")}
+    assert adopted == set(recipients.values())
+    # and the next normal run: nothing more
+    assert env.run_day(day + dt.timedelta(days=2), reminders=False)["invites"]["sent"] == 0
+    assert invited(env) == Counter(dict.fromkeys(due, 1))
+
+
+def test_a_ledger_restored_from_before_the_reminder_sends_no_second_reminder(env, tmp_path):
+    """The backup was taken after the invites and before the reminder: after the restore the batch's
+    reminder is found on its collector and adopted, not sent again (SurveyMonkey sends a reminder to every
+    non-responder of the collector)."""
+    env.run_day(START, reminders=False)
+    _backup(env, tmp_path / "backup.db")
+    day = START + dt.timedelta(days=5)
+    env.move_clock(day)
+    first = dispatch.send_reminders(env.sm, None, env.ledger, env.playbook, day, run_id="r1")
+    [reminder] = messages(env, "reminder")
+    assert first["reminded"] == len(reminder["recipients"]) > 0
+
+    _restore(env, tmp_path / "backup.db")
+    again = dispatch.send_reminders(env.sm, None, env.ledger, env.playbook, day, run_id="r2")
+    assert [m["id"] for m in messages(env, "reminder")] == [reminder["id"]]  # one reminder, still
+    assert (again["batches"], again["adopted"]) == (0, first["reminded"])
+    reminded = [r for r in sends(env, status="sent") if r["reminder_sent_at"]]
+    assert {r["reminder_message_id"] for r in reminded} == {reminder["id"]}
+    assert len(reminded) == first["reminded"]
+
+
 # -- pure planning ---------------------------------------------------------------------------------------
 
 RULES = SimpleNamespace(
@@ -559,3 +643,15 @@ def test_plan_already_sent_is_final_and_stale_planned_rows_are_skipped():
     assert decisions["invite:C1:2026-06-25"].action == "skip"
     assert decisions["invite:C1:2026-06-25"].reason == "go-live moved to 2026-07-01"
     assert decisions["invite:C1:2026-07-01"].action == "send"
+
+
+def test_an_earlier_survey_of_the_same_person_is_not_adopted_for_a_new_go_live():
+    """Reconciling a restored ledger: an invite goes out on or after its due date, so a message older than
+    the planned send's due date (the 90-day re-survey quarantine apart) is another survey, not this one."""
+    from closed_loop.pipeline.dispatch_adopt import _sent_for
+
+    row = {"due_date": dt.date(2026, 7, 15)}
+    assert _sent_for(row, dt.date(2026, 7, 15)) and _sent_for(row, dt.date(2026, 7, 20))
+    assert _sent_for(row, dt.date(2026, 7, 14))  # a day's slack: the message's date is SurveyMonkey's
+    assert not _sent_for(row, dt.date(2026, 7, 15) - dt.timedelta(days=90))
+    assert not _sent_for(None, dt.date(2026, 7, 15))  # an address with no planned send

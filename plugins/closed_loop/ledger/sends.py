@@ -181,6 +181,24 @@ class SendsMixin(LedgerCore):
         stmt = select(SurveySend).where(SurveySend.contact_id.in_(list(contact_ids)))
         return self._sends(stmt.order_by(SurveySend.contact_id, SurveySend.send_key))
 
+    def planned_sends(self, kind: str | None = None) -> list[dict]:
+        """Every send still planned (any due date), by send key."""
+        stmt = select(SurveySend).where(SurveySend.status == "planned")
+        if kind:
+            stmt = stmt.where(SurveySend.kind == kind)
+        return self._sends(stmt.order_by(SurveySend.send_key))
+
+    def invite_collectors_known(self, marker_prefix: str) -> set[str]:
+        """SurveyMonkey collectors the ledger knows as invite batches: those its invite sends name, and
+        those marked by a watermark ``<marker_prefix><collector_id>`` (created or reconciled)."""
+        with self.session() as s:
+            stmt = select(SurveySend.collector_id).where(
+                SurveySend.kind == "invite", SurveySend.collector_id.is_not(None)
+            )
+            known = set(s.scalars(stmt.distinct()))
+            marked = s.scalars(select(Watermark.name).where(Watermark.name.startswith(marker_prefix)))
+            return known | {name.removeprefix(marker_prefix) for name in marked}
+
     def get_send(self, send_key: str) -> dict | None:
         with self.session() as s:
             obj = s.get(SurveySend, send_key)

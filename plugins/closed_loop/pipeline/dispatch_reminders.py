@@ -7,7 +7,7 @@ import datetime as dt
 import logging
 from collections import defaultdict
 
-from closed_loop.ledger.types import to_utc
+from closed_loop.ledger.types import to_date, to_utc
 from closed_loop.pipeline.dispatch_send import day_start
 from closed_loop.pipeline.surveys import carry_over_when_budget_exhausted
 from closed_loop.survey_messages import render_message
@@ -30,8 +30,8 @@ def send_reminders(
     the ledger first; then the optional LP reminder Tasks in Salesforce (``sf`` may be None to skip)."""
     rules = playbook.dispatch
     start_sm, start_sf = sm.calls_made, getattr(sf, "calls_made", 0)
-    out = {"batches": 0, "reminded": 0, "responded": 0, "reconciled": 0, "lp_tasks": 0, "carried_over": 0,
-           "withheld": 0, "dry_run": dry_run}  # fmt: skip
+    out = {"batches": 0, "reminded": 0, "responded": 0, "reconciled": 0, "adopted": 0, "lp_tasks": 0,
+           "carried_over": 0, "withheld": 0, "dry_run": dry_run}  # fmt: skip
     if not dry_run:
         out["reconciled"] = _reconcile_reminders(sm, ledger, playbook, today)
     for collector_id, rows in sorted(_reminder_batches(ledger, rules, today).items()):
@@ -69,7 +69,7 @@ def _remind_batch(sm, ledger, playbook, today, collector_id: str, rows: list[dic
     from closed_loop.hooks.errors import SurveyMonkeyBudgetExhausted
 
     try:
-        sm.budget_guard(3)
+        sm.budget_guard(4)  # recipients, messages, reminder, send
     except SurveyMonkeyBudgetExhausted as exc:
         log.warning("send_reminders %s: budget too low (%s); carried over", today, exc)
         out["carried_over"] += len(rows)
@@ -88,16 +88,34 @@ def _remind_batch(sm, ledger, playbook, today, collector_id: str, rows: list[dic
         out["withheld"] += len(waiting)
         _withhold_reminder(ledger, collector_id, waiting, opted, today)
         return
+    existing = _existing_reminder(sm, collector_id)  # a restored ledger forgets a reminder it sent
     claimed = ledger.claim_reminders(waiting, reminder_key(collector_id))
     if not claimed:
         return
-    message = sm.create_message(collector_id, "reminder", *_reminder_text(playbook),
-                                recipient_status="has_not_responded")  # fmt: skip
-    ledger.record_reminder_message(claimed, message["id"])
-    sm.send_message(collector_id, message["id"])
-    ledger.mark_reminders_sent(claimed, message["id"], sent_at=day_start(today))
+    if existing and existing.get("status") != "not_sent":
+        sent_on = to_date(existing.get("date_created")) or today
+        ledger.mark_reminders_sent(claimed, existing["id"], sent_at=day_start(sent_on))
+        out["adopted"] += len(claimed)
+        log.warning("send_reminders %s: batch %s reminded already (a restored ledger?): adopted, not resent",
+                    today, collector_id)  # fmt: skip
+        return
+    message_id = existing["id"] if existing else _create_reminder(sm, playbook, collector_id)
+    ledger.record_reminder_message(claimed, message_id)
+    sm.send_message(collector_id, message_id)
+    ledger.mark_reminders_sent(claimed, message_id, sent_at=day_start(today))
     out["batches"] += 1
     out["reminded"] += len(claimed)
+
+
+def _existing_reminder(sm, collector_id: str) -> dict | None:
+    """The collector's reminder message (a sent one first), or None: one listing of its messages."""
+    found = [m for m in sm.paginate(f"/collectors/{collector_id}/messages") if m.get("type") == "reminder"]
+    return next((m for m in found if m.get("status") != "not_sent"), None) or next(iter(found), None)
+
+
+def _create_reminder(sm, playbook, collector_id: str) -> str:
+    return sm.create_message(collector_id, "reminder", *_reminder_text(playbook),
+                             recipient_status="has_not_responded")["id"]  # fmt: skip
 
 
 def _opted_out_since(ledger, rows: list[dict]) -> list[str]:
@@ -139,18 +157,11 @@ def _reconcile_reminders(sm, ledger, playbook, today) -> int:
         if message_id:
             status = sm.request("GET", f"/collectors/{collector_id}/messages/{message_id}").get("status")
         else:  # crash between claim and recording the message: look for it on the collector
-            existing = [
-                m for m in sm.paginate(f"/collectors/{collector_id}/messages") if m.get("type") == "reminder"
-            ]
-            chosen = next((m for m in existing if m.get("status") != "not_sent"), None) or next(
-                iter(existing), None
-            )
+            chosen = _existing_reminder(sm, collector_id)
             if chosen:
                 message_id, status = chosen["id"], chosen.get("status")
             else:
-                message_id = sm.create_message(collector_id, "reminder", *_reminder_text(playbook),
-                                               recipient_status="has_not_responded")["id"]  # fmt: skip
-                status = "not_sent"
+                message_id, status = _create_reminder(sm, playbook, collector_id), "not_sent"
             ledger.record_reminder_message(keys, message_id)
         if status == "not_sent":
             sm.send_message(collector_id, message_id)
