@@ -156,3 +156,35 @@ def _all_steps(stack):
             {"case_key": r.case_key, "step": r.step, "completed_at": r.completed_at}
             for r in s.scalars(select(CaseStep))
         ]
+
+
+def test_a_replayed_escalation_task_keeps_what_the_lp_did(stack, hooks):
+    """Issue 19 item 7: an escalation Task the ledger lost (restored from a backup taken before its id
+    was recorded) is found by its key on the next sweep, not duplicated, and the Status, Priority and
+    Owner the LP gave it in the meantime stay as they are."""
+    sf = hooks[0]
+    open_cases(sf, stack.ledger, START, n=8)
+    day, escalations = START, []
+    while not escalations:  # sweep day by day until the simulated LPs leave a step overdue
+        day = CAL.next_business_day(day)
+        assert day < END, "the sandbox's LPs leave some step overdue within the quarter"
+        stack.sandbox.admin("POST", "clock", {"now": f"{day}T11:00:00Z"})
+        sweep_day(stack, hooks, day)
+        escalations = [e for e in stack.ledger.sla_events() if e["kind"] == "escalation"]
+    ext = PB.salesforce.task.external_id
+    esc = escalations[0]
+    key = esc["details"]["task"][ext]
+    [task] = [t for t in stack.sandbox.admin("GET", "records/Task") if t.get(ext) == key]
+    active = [u["Id"] for u in stack.sandbox.admin("GET", "records/User") if u.get("IsActive")]
+    other = next(uid for uid in active if uid != task["OwnerId"])
+    lp_did = {"Status": PB.salesforce.task.completed_status, "Priority": "Low", "OwnerId": other}
+    assert {k: task[k] for k in lp_did} != lp_did
+    sf.update_records("Task", [{"Id": task["Id"], **lp_did}])
+    stack.ledger.set_sla_event_tasks({esc["event_key"]: None})  # the restored ledger: no Task id yet
+
+    out = sweep.progress_and_escalate(sf, hooks[2], stack.ledger, PB, CAL, day, run_id="after-restore")
+    assert out["tasks_upserted"] == 1 and out["task_failures"] == 0
+    [again] = [t for t in stack.sandbox.admin("GET", "records/Task") if t.get(ext) == key]
+    assert again["Id"] == task["Id"] and {k: again[k] for k in lp_did} == lp_did
+    [event] = [e for e in stack.ledger.sla_events() if e["event_key"] == esc["event_key"]]
+    assert event["sf_task_id"] == task["Id"]

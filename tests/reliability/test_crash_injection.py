@@ -40,7 +40,7 @@ STEPS = [
     ("responses-commit", "intake", "ledger.record_responses", None, "ledger commit of responses+watermark"),
     ("case-upserted", "intake", "sf.upsert_records", "case", "Case upserted"),
     ("tasks-upserted", "intake", "sf.upsert_records", "task", "step Tasks upserted"),
-    ("escalation-task", "sweep", "sf.upsert_records", "task", "escalation / activated-step Tasks upserted"),
+    ("escalation-task", "sweep", "sf.create_records", "task", "escalation / activated-step Tasks created"),
     ("email-sent", "sweep", "mail.send_message", None, "notice email handed to SMTP"),
     ("pulse-recipients", "sweep", "sm.add_recipients_bulk", None, "recovery pulse recipients added"),
     ("pulse-sent", "sweep", "sm.send_message", None, "recovery pulse sent"),

@@ -90,7 +90,7 @@ class SweepReadBackOperator(_SweepOperator):
 
 class SweepProgressOperator(_SweepOperator):
     """Create activated steps, escalate breaches (once each) and dissatisfied customers (once per episode),
-    flag undocumented closes, remind LPs, close documented cases; Tasks by upsert, emails once."""
+    flag undocumented closes, remind LPs, close documented cases; Tasks created once, emails once."""
 
     def run_step(self, ledger, playbook, calendar, today, context) -> dict:
         from closed_loop.pipeline.sweep import progress_and_escalate

@@ -6,7 +6,9 @@ in one ledger transaction, an escalation event (keyed by the pulse, so once per 
 ledger Case with its dissatisfaction flag set (the sweep then sees the episode as already escalated and
 sends management's notice with the day's escalations). Then, in Salesforce: the Case is set to the
 playbook's dissatisfied status (which reopens it), management gets the escalation Task and the LP a Task
-to keep the customer informed. Every write is an upsert by external id, so a rerun repeats nothing.
+to keep the customer informed. The Tasks are created once by external id (``create_records_once``: a
+replay finds them and leaves the LP's Status, Priority and owner alone); the Case status is an upsert (an
+intended change). A rerun repeats nothing.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from dataclasses import replace
 from datetime import date
 
 from closed_loop.domain.plan import StepPlan, plan_escalation
-from closed_loop.pipeline.salesforce_writes import resolve_user_ids, upsert_cases, upsert_tasks
+from closed_loop.pipeline.salesforce_writes import create_records_once, lookup_users, upsert_cases
+from closed_loop.pipeline.sweep.common import stored_task_record
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +85,7 @@ def _event(ck: str, rid: str, esc: StepPlan, inform: StepPlan, playbook, account
 def escalate_dissatisfied_pulses(sf, ledger, playbook, calendar, today: date, dry_run: bool = False) -> int:
     """Escalate every negative recovery pulse once (see the module doc). Returns how many were escalated
     (or would be, in a dry run). Salesforce calls when there is work: 1 user query, 1 Case upsert, 1 Task
-    upsert (per 1000)."""
+    create (per 1000)."""
     todo = _plan(ledger, playbook, calendar, today)
     if dry_run or not todo:
         if todo:
@@ -123,12 +126,12 @@ def _write_salesforce(sf, ledger, playbook) -> None:
     cases = ledger.cases_by_key(e["case_key"] for e in events)
     owners = {e["details"][t]["_owner"] for e in events for t in ("task", "inform_task")}
     fallback = playbook.username(playbook.routing.missing_tsm.role)
-    users = resolve_user_ids(sf, owners | {fallback})
+    users = lookup_users(sf, owners | {fallback})
     rule, ext = playbook.sla.dissatisfied_when, playbook.salesforce.case.external_id
     upsert_cases(sf, [{ext: ck, rule.field: rule.equals} for ck in cases], ext)
-    rows, by_task = _task_rows(events, cases, lambda owner: users.get(owner) or users.get(fallback), playbook)
+    rows, by_task = _task_rows(events, cases, lambda owner: users.id(owner) or users.id(fallback), playbook)
     done = {}
-    for res in upsert_tasks(sf, rows, playbook.salesforce.task.external_id):
+    for res in create_records_once(sf, "Task", playbook.salesforce.task.external_id, rows, playbook):
         if res.ok and res.key in by_task:
             done[by_task[res.key]] = res.id
         elif not res.ok:
@@ -142,12 +145,9 @@ def _task_rows(events: list[dict], cases: dict, owner_id, playbook) -> tuple[lis
     for e in events:
         case = cases[e["case_key"]]
         for name in ("task", "inform_task"):
-            task = dict(e["details"][name])
-            owner = task.pop("_owner")
-            row = task | {"OwnerId": owner_id(owner), "WhatId": case["sf_case_id"]}
-            if case.get("contact_id"):
-                row["WhoId"] = case["contact_id"]
-            rows.append(row)
+            task = e["details"][name]
+            owner = owner_id(task["_owner"])
+            rows.append(stored_task_record(playbook, task, owner, case["sf_case_id"], case.get("contact_id")))
             if name == "task":
                 by_task[task[playbook.salesforce.task.external_id]] = e["event_key"]
     return rows, by_task

@@ -9,7 +9,8 @@ run's logical date ``today`` (never the wall clock):
 2. ``progress_and_escalate``: creates activated steps (the follow-up, anchored on the acknowledgement's
    completion), escalates each breached step once, escalates a dissatisfied customer once per episode,
    flags an undocumented close once, reminds LPs the business day before a due date, closes documented
-   cases. Tasks are upserted by the playbook's Task external id; events and emails are keyed in the ledger.
+   cases. Tasks are created once by the playbook's Task external id (a replay leaves the LP's Status,
+   Priority and owner as they are); events and emails are keyed in the ledger.
 3. ``send_recovery_pulses``: the recovery pulse survey to the contact of each case closed with docs.
 4. ``ops_digest``: one email to ops with the day's breaches, escalations and quarantines (none if empty).
 

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from closed_loop.domain.plan import (
     TSM_TITLE,
 )
+from closed_loop.domain.records import task_record
 from closed_loop.ledger.types import to_utc
 from closed_loop.playbook import Playbook
 
@@ -49,3 +50,20 @@ def _step_title(step: str, playbook: Playbook) -> str:
 
 def _step_keys(playbook: Playbook) -> set[str]:
     return {s.key for s in playbook.steps}
+
+
+def stored_task_record(playbook: Playbook, task: Mapping, owner_id, what_id, who_id) -> dict:
+    """The Task to write for one recorded in an SLA event's details (its fields, plus ``_owner``), with
+    its owner, Case and contact ids (``task_record``: the one place Task records are built)."""
+    return task_record(
+        playbook,
+        key=task[playbook.salesforce.task.external_id],
+        subject=task["Subject"],
+        description=task.get("Description") or "",
+        due=dt.date.fromisoformat(task["ActivityDate"]),
+        priority=task["Priority"],
+        status=task.get("Status"),
+        owner_id=owner_id,
+        what_id=what_id,
+        who_id=who_id,
+    )

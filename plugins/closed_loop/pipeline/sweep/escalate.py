@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from closed_loop.domain.calendar import BusinessCalendar
@@ -14,7 +13,9 @@ from closed_loop.domain.plan import (
     render_step,
     signed,
 )
-from closed_loop.pipeline.sweep.common import _with_calls
+from closed_loop.domain.records import task_record
+from closed_loop.pipeline.salesforce_writes import UserDirectory, create_records_once, lookup_users
+from closed_loop.pipeline.sweep.common import _with_calls, stored_task_record
 from closed_loop.pipeline.sweep.notices import _owed, _send_notices, owed_since
 from closed_loop.pipeline.sweep.plan import PLAN_KINDS, plan_sweep
 from closed_loop.pipeline.sweep.sla_events import (
@@ -28,17 +29,7 @@ from closed_loop.playbook import Playbook
 log = logging.getLogger(__name__)
 
 
-USER_SOQL = (
-    "SELECT Id, Username, Name, FirstName, Email, Title, IsActive FROM User WHERE Username IN {values}"
-)
 TASK_EVENT_KINDS = ("escalation", "doc_missing", "late_completion")
-
-
-def _users(sf, usernames: Iterable[str]) -> dict[str, dict]:
-    wanted = sorted({u for u in usernames if u})
-    if not wanted:
-        return {}
-    return {r["Username"].casefold(): r for r in sf.query_in_chunks(USER_SOQL, wanted)}
 
 
 def progress_and_escalate(
@@ -69,9 +60,9 @@ def progress_and_escalate(
     users = sign_plan(sf, plan, playbook, calendar)
     record_intents(ledger, plan, playbook, calendar, today)  # natural keys, before any external write
     work = pending_work(ledger, plan, playbook, today)
-    wanted = {u for u in work.usernames(playbook) if u and u.casefold() not in users}
+    wanted = {u for u in work.usernames(playbook) if u and users.record(u) is None}
     if wanted and work.anything():
-        users |= _users(sf, wanted)
+        users = UserDirectory({**users.by_username, **lookup_users(sf, wanted).by_username})
     upserted, failed = write_tasks(sf, ledger, work, users, playbook, today)
     # close documented cases (after the breach check above used their close date)
     ledger.record_case_status(
@@ -94,15 +85,15 @@ def progress_and_escalate(
     return out
 
 
-def sign_plan(sf, plan: dict, playbook: Playbook, calendar: BusinessCalendar) -> dict[str, dict]:
+def sign_plan(sf, plan: dict, playbook: Playbook, calendar: BusinessCalendar) -> UserDirectory:
     """Name the leads as Salesforce knows them (one User query, only on a day with work to sign): the
     plan's contexts get their lead's name and title, the activated drafts are signed. Returns the users."""
     busy = plan["activated"] or plan["escalate"] or plan["late"] or plan["dissatisfied_start"]
     if not busy:
-        return {}
-    users = _users(sf, {plan["cases"][ck]["lp_username"] for ck in plan["contexts"]})
+        return UserDirectory()
+    users = lookup_users(sf, {plan["cases"][ck]["lp_username"] for ck in plan["contexts"]})
     plan["contexts"] = {
-        ck: signed(ctx, users.get(ctx.lp_username.casefold())) for ck, ctx in plan["contexts"].items()
+        ck: signed(ctx, users.record(ctx.lp_username)) for ck, ctx in plan["contexts"].items()
     }
     ctxs, anchors = plan["contexts"], plan["anchors"]
     plan["activated"] = [
@@ -180,26 +171,19 @@ def pending_work(ledger, plan: dict, playbook: Playbook, today: dt.date) -> Swee
     return SweepWork(step_rows, pending_events, needs_mail, all_cases)
 
 
-def write_tasks(sf, ledger, work: SweepWork, users, playbook: Playbook, today: dt.date) -> tuple[int, int]:
-    """Upsert the activated steps' and the events' Tasks by external id; an owner who is not an active
-    user, or a refused Task, is quarantined. Returns (upserted, failed)."""
-    from closed_loop.pipeline.salesforce_writes import upsert_tasks
-
-    records, owners, ext = [], {}, playbook.salesforce.task.external_id
-    for key, (ck, p) in work.step_rows.items():
-        case = work.cases[ck]
-        records.append(p.task_fields(playbook) | _refs(case) | {"OwnerId": _uid(users, p.owner_username)})
-        owners[key] = ("step", key)
-    for e in work.pending_events:
-        task = dict(e["details"]["task"])
-        owner = task.pop("_owner")
-        records.append(task | _refs(work.cases[e["case_key"]]) | {"OwnerId": _uid(users, owner)})
-        owners[task[ext]] = ("event", e["event_key"])
-    bad = [r for r in records if not r["OwnerId"]]
-    records = [r for r in records if r["OwnerId"]]
+def write_tasks(
+    sf, ledger, work: SweepWork, users: UserDirectory, playbook: Playbook, today: dt.date
+) -> tuple[int, int]:
+    """Create the activated steps' and the events' Tasks once (a replay after a crash finds them by
+    external id and leaves the LP's Status, Priority and owner as they are); an owner who is not an
+    active user, or a refused Task, is quarantined. Returns (written, failed)."""
+    ext = playbook.salesforce.task.external_id
+    records, owners = _task_records(work, users, playbook)
+    bad = [r for r in records if not r.get("OwnerId")]
+    records = [r for r in records if r.get("OwnerId")]
     reason = "Task owner is not an active Salesforce user"
     ledger.quarantine_all(_quarantine_row(f"no_owner:{r[ext]}", reason, r[ext]) for r in bad)
-    results = upsert_tasks(sf, records, ext) if records else []
+    results = create_records_once(sf, "Task", ext, records, playbook)
     refused = [res for res in results if not res.ok]
     ledger.quarantine_all(
         _quarantine_row(f"task_failed:{res.key}", f"Task upsert failed: {res.code}", res.key)
@@ -213,18 +197,28 @@ def write_tasks(sf, ledger, work: SweepWork, users, playbook: Playbook, today: d
     return len(results), len(refused) + len(bad)
 
 
+def _task_records(work: SweepWork, users: UserDirectory, playbook: Playbook) -> tuple[list, dict]:
+    """The Task records to create (activated steps, then the events' Tasks as recorded in their details),
+    and ``{external id: ("step", step key) | ("event", event key)}``."""
+    records, owners = [], {}
+    for key, (ck, p) in work.step_rows.items():
+        case = work.cases[ck]
+        records.append(task_record(
+            playbook, key=p.key, subject=p.subject, description=p.description, due=p.due_date,
+            priority=p.priority, owner_id=users.id(p.owner_username), what_id=case["sf_case_id"],
+            who_id=case.get("contact_id"),
+        ))  # fmt: skip
+        owners[key] = ("step", key)
+    for e in work.pending_events:
+        stored, case = e["details"]["task"], work.cases[e["case_key"]]
+        owner_id = users.id(stored["_owner"])
+        records.append(
+            stored_task_record(playbook, stored, owner_id, case["sf_case_id"], case.get("contact_id"))
+        )
+        owners[stored[playbook.salesforce.task.external_id]] = ("event", e["event_key"])
+    return records, owners
+
+
 def _quarantine_row(what: str, reason: str, key: str) -> dict:
     return {"q_key": f"sla_sweep:{what}", "source": "sla_sweep", "record_id": None, "reason": reason,
             "payload": {"key": key}}  # fmt: skip
-
-
-def _refs(case: Mapping) -> dict:
-    refs = {"WhatId": case["sf_case_id"]}
-    if case.get("contact_id"):
-        refs["WhoId"] = case["contact_id"]
-    return refs
-
-
-def _uid(users: Mapping[str, dict], username: str | None) -> str | None:
-    user = users.get((username or "").casefold())
-    return user["Id"] if user and user.get("IsActive", True) else None

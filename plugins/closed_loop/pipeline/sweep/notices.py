@@ -13,6 +13,7 @@ from closed_loop.domain.plan import (
 )
 from closed_loop.domain.wording import describe_trigger, field_labels
 from closed_loop.pipeline import outbox
+from closed_loop.pipeline.salesforce_writes import UserDirectory
 from closed_loop.pipeline.sweep.common import _case_url, _title, email_key
 from closed_loop.pipeline.sweep.plan import _triggers, step_context
 from closed_loop.playbook import Playbook
@@ -42,14 +43,13 @@ def _notice_key(event: Mapping, cases: Mapping[str, dict], today: dt.date) -> st
     return event["event_key"]
 
 
-def _email_of(users: Mapping[str, dict], username: str | None) -> str | None:
-    user = users.get((username or "").casefold())
-    return (user or {}).get("Email")
+def _email_of(users: UserDirectory, username: str | None) -> str | None:
+    return (users.record(username) or {}).get("Email")
 
 
-def _first_name(users: Mapping[str, dict], username: str | None, fallback: str) -> str:
+def _first_name(users: UserDirectory, username: str | None, fallback: str) -> str:
     """How to greet a user: their first name in Salesforce, else their full name, else ``fallback``."""
-    user = users.get((username or "").casefold()) or {}
+    user = users.record(username) or {}
     return user.get("FirstName") or user.get("Name") or fallback
 
 
@@ -61,7 +61,7 @@ def _dissatisfied_context(sf, ledger, case: Mapping, playbook, users) -> dict:
         _case_url(sf, case["sf_case_id"]),
         _triggers(ledger, [case["case_key"]]).get(case["case_key"], ()),
     )
-    ctx = signed(ctx, users.get((case.get("lp_username") or "").casefold()))
+    ctx = signed(ctx, users.record(case.get("lp_username")))
     return {
         "why": [describe_trigger(t, playbook) for t in ctx.triggers],
         "comments": list(ctx.comments),

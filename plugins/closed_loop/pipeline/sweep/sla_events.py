@@ -13,14 +13,18 @@ from closed_loop.domain.plan import (
     plan_escalation,
     plan_late_completion,
 )
+from closed_loop.domain.records import task_record
 from closed_loop.domain.wording import field_labels
 from closed_loop.pipeline.sweep.common import _step_title, _title, local_date
 from closed_loop.pipeline.sweep.plan import _as_step_plan
 from closed_loop.playbook import Playbook
 
 
-def _event_task(plan: StepPlan, playbook: Playbook) -> dict:
-    return plan.task_fields(playbook) | {"_owner": plan.owner_username}
+def _event_task(plan: StepPlan, playbook: Playbook, status: str | None = None) -> dict:
+    """The Task an event creates, as recorded in its details (``task_record``, plus its ``_owner``)."""
+    task = task_record(playbook, key=plan.key, subject=plan.subject, description=plan.description,
+                       due=plan.due_date, priority=plan.priority, status=status)  # fmt: skip
+    return task | {"_owner": plan.owner_username}
 
 
 def _breach_event(case_key: str, step: Mapping, ctx: StepContext, playbook, escalated_to) -> dict:
@@ -78,7 +82,7 @@ def _late_event(case_key: str, step: Mapping, ctx: StepContext, playbook, calend
     """A factual Case-history line (a completed Task) for a step completed after its due date."""
     done_on = local_date(step["completed_at"], playbook)
     line = plan_late_completion(ctx, _as_step_plan(step, ctx, playbook), done_on, playbook, calendar)
-    task = _event_task(line, playbook) | {"Status": playbook.salesforce.task.completed_status}
+    task = _event_task(line, playbook, status=playbook.salesforce.task.completed_status)
     return _step_event(
         "late",
         "late_completion",
