@@ -332,10 +332,10 @@ def test_crash_between_salesforce_and_ledger_then_rerun_yields_one_case_and_one_
 
 
 def test_crash_after_recording_before_planning_is_replanned(surveyed_stack, monkeypatch):
-    from closed_loop.pipeline import intake
+    from closed_loop.pipeline.intake import ingest
 
     stack = surveyed_stack
-    monkeypatch.setattr(intake, "_store_plans", lambda *a: (_ for _ in ()).throw(RuntimeError("kill")))
+    monkeypatch.setattr(ingest, "_store_plans", lambda *a: (_ for _ in ()).throw(RuntimeError("kill")))
     with pytest.raises(RuntimeError):
         run_intake(stack)
     monkeypatch.undo()

@@ -52,7 +52,7 @@ def test_a_response_edited_during_a_multi_page_fetch_shifts_nothing_out(ledger):
     """Offset paging: the edited response leaves page 1, every later one moves back one place, and the
     one at the page boundary was never read (250 responses, 3 pages: 249 read)."""
     sm = FakeResponses(250, edit_after_page=1)
-    fresh, mark = intake._fetch(sm, ledger, "s1", 10)
+    fresh, mark = intake.fetch_changed(sm, ledger, "s1", 10)
     assert {r["id"] for r in fresh} == {r["id"] for r in sm.items}
     assert len(fresh) == 250
     edited = sm.items[5]
@@ -62,7 +62,7 @@ def test_a_response_edited_during_a_multi_page_fetch_shifts_nothing_out(ledger):
 
 def test_an_unchanged_result_set_costs_no_extra_calls(ledger):
     sm = FakeResponses(150)
-    fresh, _ = intake._fetch(sm, ledger, "s1", 10)
+    fresh, _ = intake.fetch_changed(sm, ledger, "s1", 10)
     assert len(fresh) == 150 and sm.calls == 2
 
 
@@ -70,7 +70,7 @@ def test_many_responses_in_one_second_still_all_read(ledger):
     sm = FakeResponses(230)
     for row in sm.items:  # all in the same second: keyset paging cannot progress by time
         row["date_modified"] = T0.isoformat()
-    fresh, _ = intake._fetch(sm, ledger, "s1", 10)
+    fresh, _ = intake.fetch_changed(sm, ledger, "s1", 10)
     assert len({r["id"] for r in fresh}) == 230
 
 
@@ -78,7 +78,7 @@ def test_a_future_date_modified_is_reported_and_never_becomes_the_watermark(ledg
     sm = FakeResponses(12)
     sm.items[3]["date_modified"] = "2031-01-01T00:00:00+00:00"
     problems: list = []
-    fresh, mark = intake._fetch(sm, ledger, "s1", 10, problems)
+    fresh, mark = intake.fetch_changed(sm, ledger, "s1", 10, problems)
     assert len(fresh) == 12  # recorded all the same: the customer's answers are not lost
     assert datetime.fromisoformat(mark) < datetime.now(UTC)
     assert mark == max(r["date_modified"] for r in sm.items if not r["date_modified"].startswith("2031"))
