@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from sqlalchemy import func, select
 
 from .core import LedgerCore, as_dict
-from .models import Case, CaseStep
+from .models import Case, CaseStep, Watermark
 from .types import utcnow
 from .upsert import insert_if_absent, update_rows
 
@@ -15,6 +15,7 @@ _C = Case.__table__
 _S = CaseStep.__table__
 CASE_FIELDS = {c.key for c in _C.columns} - {"case_key"}
 STEP_FIELDS = {c.key for c in _S.columns} - {"step_key", "case_key", "step"}
+CASE_UPDATE_PREFIX = "intake:case_update:"  # + case key (a watermark): "pending" until the Case is updated
 
 
 class CasesMixin(LedgerCore):
@@ -28,6 +29,60 @@ class CasesMixin(LedgerCore):
         """Insert steps whose ``step_key`` is new (status "planned"). Returns the keys inserted."""
         with self.session() as s:
             return sorted(k for (k,) in insert_if_absent(s, CaseStep, rows, ["step_key"]))
+
+    def insert_planned_cases(self, cases: Iterable[Mapping], steps: Iterable[Mapping]) -> None:
+        """Insert new cases and their steps in one transaction; existing keys are left as they are."""
+        with self.session() as s:
+            insert_if_absent(s, Case, cases, ["case_key"])
+            insert_if_absent(s, CaseStep, steps, ["step_key"])
+
+    def existing_case_keys(self, case_keys: Iterable[str]) -> set[str]:
+        """The given case keys the ledger holds."""
+        keys = list(case_keys)
+        if not keys:
+            return set()
+        with self.session() as s:
+            return set(s.scalars(select(Case.case_key).where(Case.case_key.in_(keys))))
+
+    def case_plans(self, case_keys: Iterable[str]) -> dict[str, dict | None]:
+        """``{case_key: plan}`` of the given cases."""
+        keys = list(case_keys)
+        if not keys:
+            return {}
+        with self.session() as s:
+            return dict(s.execute(select(Case.case_key, Case.plan).where(Case.case_key.in_(keys))).all())
+
+    def latest_case_of_contact(self, contact_id: str) -> str | None:
+        """The key of the contact's most recently created case."""
+        stmt = select(Case.case_key).where(Case.contact_id == contact_id).order_by(Case.created_at.desc())
+        with self.session() as s:
+            return s.scalars(stmt.limit(1)).first()
+
+    def salesforce_case_ids(self, case_keys: Iterable[str]) -> dict[str, str]:
+        """``{case_key: Salesforce Case id}`` of the given cases that have one."""
+        keys = sorted({k for k in case_keys if k})
+        if not keys:
+            return {}
+        stmt = select(Case.case_key, Case.sf_case_id).where(
+            Case.case_key.in_(keys), Case.sf_case_id.is_not(None)
+        )
+        with self.session() as s:
+            return dict(s.execute(stmt).all())
+
+    def mark_case_update_pending(self, case_key: str) -> None:
+        """The Case's stored fields changed (a partial completed later): Salesforce is to be updated."""
+        self.set_watermark(CASE_UPDATE_PREFIX + case_key, "pending")
+
+    def mark_case_update_done(self, case_key: str) -> None:
+        self.set_watermark(CASE_UPDATE_PREFIX + case_key, "done")
+
+    def case_updates_pending(self) -> list[str]:
+        """Keys of the cases whose Salesforce Case still awaits the update of its stored fields."""
+        stmt = select(Watermark.name).where(
+            Watermark.name.startswith(CASE_UPDATE_PREFIX), Watermark.value == "pending"
+        )
+        with self.session() as s:
+            return sorted(n.removeprefix(CASE_UPDATE_PREFIX) for n in s.scalars(stmt))
 
     def mark_case_created(self, case_key: str, sf_case_id: str, opened_at=None) -> bool:
         """Record the Salesforce Case id (planned -> open). Idempotent; False if already recorded

@@ -127,6 +127,16 @@ class EventsMixin(LedgerCore):
         stmt = select(Quarantine).where(Quarantine.reported_at.is_(None), Quarantine.resolved_at.is_(None))
         return self._rows(stmt.order_by(Quarantine.created_at, Quarantine.q_key))
 
+    def reported_open_quarantine(self, keys: Iterable[str]) -> list[str]:
+        """The given quarantine keys already reported to a human and not resolved yet (sorted)."""
+        stmt = select(Quarantine.q_key).where(
+            Quarantine.q_key.in_(list(keys)),
+            Quarantine.resolved_at.is_(None),
+            Quarantine.reported_at.is_not(None),
+        )
+        with self.session() as s:
+            return sorted(s.scalars(stmt))
+
     def mark_quarantine_reported(self, keys: Iterable[str], at: dt.datetime | None = None) -> int:
         cond = Quarantine.q_key.in_(list(keys)) & Quarantine.reported_at.is_(None)
         return self._update(Quarantine, cond, reported_at=at or utcnow())

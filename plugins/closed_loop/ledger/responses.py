@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Mapping
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, exists, select
 
 from .core import LedgerCore, as_dict
-from .models import Answer, Response, Trigger
+from .models import Answer, Case, Response, SurveySend, Trigger
 from .types import utcnow
 from .upsert import clean_rows, update_rows, upsert
 
 SCORE_COLUMNS = ("negative", "severity", "topics")
+ID_CHARS = Response.__table__.c.response_id.type.length  # every SurveyMonkey id column is varchar(64)
+STATUS_CHARS = Response.__table__.c.response_status.type.length
 
 
 class ResponsesMixin(LedgerCore):
@@ -77,3 +80,41 @@ class ResponsesMixin(LedgerCore):
         with self.session() as s:
             stmt = select(Response).where(Response.scored_at.is_(None)).order_by(Response.response_id)
             return [as_dict(r) for r in s.scalars(stmt)]
+
+    def response_versions(self, response_ids: Iterable[str]) -> dict[str, dt.datetime | None]:
+        """``{response_id: date_modified}`` of the given responses the ledger already holds."""
+        ids = list(response_ids)
+        if not ids:
+            return {}
+        stmt = select(Response.response_id, Response.date_modified).where(Response.response_id.in_(ids))
+        with self.session() as s:
+            return dict(s.execute(stmt).all())
+
+    def recovery_pulse_unanswered_since(self, since: dt.datetime) -> bool:
+        """Whether a recovery pulse sent since ``since`` has no response yet."""
+        answered = exists().where(Response.send_key == SurveySend.send_key)
+        stmt = select(SurveySend.send_key).where(
+            SurveySend.kind == "recovery", SurveySend.status == "sent", SurveySend.sent_at >= since, ~answered
+        )
+        with self.session() as s:
+            return s.execute(stmt.limit(1)).first() is not None
+
+    def negatives_without_case(self) -> list[str]:
+        """Ids of main-survey negatives of a known account recorded without a case (a crash before
+        planning), oldest id first."""
+        has_case = exists().where(Case.case_key == Response.response_id)
+        stmt = select(Response.response_id).where(
+            Response.negative.is_(True), Response.is_recovery.is_(False), Response.account_id.is_not(None),
+            ~has_case,
+        )  # fmt: skip
+        with self.session() as s:
+            return list(s.scalars(stmt.order_by(Response.response_id)))
+
+    def raw_responses(self, response_ids: Iterable[str]) -> list[dict]:
+        """The raw JSON kept for the given responses (those that are JSON objects)."""
+        ids = list(response_ids)
+        if not ids:
+            return []
+        stmt = select(Response.raw).where(Response.response_id.in_(ids)).order_by(Response.response_id)
+        with self.session() as s:
+            return [raw for raw in s.scalars(stmt) if isinstance(raw, dict)]

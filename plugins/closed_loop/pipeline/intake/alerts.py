@@ -5,16 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import date
 from typing import TYPE_CHECKING
 
-from sqlalchemy import and_, select
-
-from closed_loop.ledger.models import (
-    Case,
-    Quarantine,
-)
 from closed_loop.pipeline.intake.common import KEY_MAX
 from closed_loop.pipeline.salesforce_writes import upsert_tasks
 
@@ -29,28 +23,13 @@ def _dq_key(q_key: str) -> str:
     return key if len(key) <= KEY_MAX else f"dq:{hashlib.sha256(q_key.encode()).hexdigest()}"
 
 
-def _case_ids(ledger, keys: Iterable[str]) -> dict[str, str]:
-    keys = sorted({k for k in keys if k})
-    if not keys:
-        return {}
-    stmt = select(Case.case_key, Case.sf_case_id).where(
-        and_(Case.case_key.in_(keys), Case.sf_case_id.is_not(None))
-    )
-    with ledger.session() as s:
-        return dict(s.execute(stmt).all())
-
-
 def close_fixed_alerts(sf_hook, ledger, done: list[str], playbook) -> int:
     """Complete the data-quality Task of every alert whose record now exists in Salesforce (a refused
     Case or Task written on a retry), so ops is not left with an alarm that outlived its cause. One
     Task upsert call, only when there is something to close."""
     if not done:
         return 0
-    with ledger.session() as s:
-        stmt = select(Quarantine.q_key).where(
-            Quarantine.q_key.in_(done), Quarantine.resolved_at.is_(None), Quarantine.reported_at.is_not(None)
-        )
-        fixed = sorted(s.scalars(stmt))
+    fixed = ledger.reported_open_quarantine(done)
     if not fixed:
         return 0
     ext, status = playbook.salesforce.task.external_id, playbook.salesforce.task.completed_status
@@ -91,7 +70,7 @@ def alert_rows(ledger, plan: OpenPlan, playbook, due: date, task_rows: list[dict
     dq_id = plan.owners.ids.get(plan.dq_user)
     if not plan.alerts or not dq_id:
         return {}
-    linked = _case_ids(ledger, ((a.get("payload") or {}).get("case_key") for a in plan.alerts))
+    linked = ledger.salesforce_case_ids((a.get("payload") or {}).get("case_key") for a in plan.alerts)
     keys = {}
     for alert in plan.alerts:
         what = linked.get((alert.get("payload") or {}).get("case_key"))

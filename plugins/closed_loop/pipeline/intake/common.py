@@ -12,6 +12,7 @@ from typing import Any
 
 from closed_loop.domain.plan import CasePlan, StepContext
 from closed_loop.domain.scoring import Trigger
+from closed_loop.ledger.cases import CASE_UPDATE_PREFIX  # noqa: F401 - re-exported
 from closed_loop.ledger.types import to_utc
 
 SOURCE = "intake"  # quarantine source of response problems (unknown respondent, bad answers, MRR/TSM)
@@ -32,9 +33,6 @@ def watermark_name(survey_id: str) -> str:
 
 def partial_watermark_name(survey_id: str) -> str:
     return f"intake:abandoned_partials:{survey_id}"
-
-
-CASE_UPDATE_PREFIX = "intake:case_update:"  # + case key: "pending" until the Case is updated
 
 
 @dataclass

@@ -10,11 +10,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
-
-from closed_loop.ledger.models import (
-    Response,
-)
+from closed_loop.ledger.responses import ID_CHARS, STATUS_CHARS
 from closed_loop.ledger.types import utcnow
 from closed_loop.pipeline.intake.common import Problem, parse_ts, partial_watermark_name, watermark_name
 
@@ -114,9 +110,7 @@ def _changed(ledger, raws: list[dict]) -> list[dict]:
     ids = [str(r.get("id")) for r in raws]
     if not ids:
         return raws
-    with ledger.session() as s:
-        seen = dict(s.execute(select(Response.response_id, Response.date_modified)
-                              .where(Response.response_id.in_(ids))).all())  # fmt: skip
+    seen = ledger.response_versions(ids)
     return [r for r in raws if seen.get(str(r.get("id"))) is None
             or seen[str(r.get("id"))] != parse_ts(r.get("date_modified"))]  # fmt: skip
 
@@ -132,9 +126,7 @@ def fetch_abandoned(sm_hook, ledger, survey_id: str, now: datetime, grace_hours:
     start = previous or cutoff - PARTIAL_FIRST_LOOKBACK
     raws = [_storable(r) for r in sm_hook.iter_responses(survey_id=survey_id, start_modified_at=start,
             end_modified_at=cutoff, status="partial", per_page=100) if isinstance(r, dict)]  # fmt: skip
-    with ledger.session() as s:
-        seen = set(s.scalars(select(Response.response_id).where(
-            Response.response_id.in_([str(r.get("id")) for r in raws]))))  # fmt: skip
+    seen = ledger.response_versions(str(r.get("id")) for r in raws)
     return [r for r in raws if str(r.get("id")) not in seen], cutoff.isoformat()
 
 
@@ -161,8 +153,8 @@ def with_ids(raws: list[dict], survey_id: str) -> tuple[list[dict], list[Problem
     return good, bad
 
 
-_ID_CHARS = Response.__table__.c.response_id.type.length  # every SurveyMonkey id column is varchar(64)
-_FIELD_CHARS = {"response_status": Response.__table__.c.response_status.type.length}
+_ID_CHARS = ID_CHARS  # every SurveyMonkey id column is varchar(64)
+_FIELD_CHARS = {"response_status": STATUS_CHARS}
 
 
 def _overlong(value: Any, where: str = "") -> list[str]:

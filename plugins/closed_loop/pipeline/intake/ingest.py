@@ -9,14 +9,8 @@ from collections.abc import Iterable
 from datetime import date, datetime
 
 from closed_loop.domain.plan import CasePlan
-from closed_loop.ledger.models import (
-    Case,
-    CaseStep,
-)
 from closed_loop.ledger.types import utcnow
-from closed_loop.ledger.upsert import insert_if_absent
 from closed_loop.pipeline.intake.common import (
-    CASE_UPDATE_PREFIX,
     partial_watermark_name,
     plan_to_json,
     watermark_name,
@@ -107,9 +101,7 @@ def _store_plans(ledger, plans: list[CasePlan], playbook, partial_keys: Iterable
              s.owner_username, "owner_role": s.owner_role, "due_date": s.due_date, "status": "planned"}
             for s in plan.steps
         ]  # fmt: skip
-    with ledger.session() as s:
-        insert_if_absent(s, Case, cases, ["case_key"])
-        insert_if_absent(s, CaseStep, steps, ["step_key"])
+    ledger.insert_planned_cases(cases, steps)
 
 
 def _store_completions(ledger, updates: list[tuple[str, CasePlan]], playbook) -> None:
@@ -126,4 +118,4 @@ def _store_completions(ledger, updates: list[tuple[str, CasePlan]], playbook) ->
         new |= {"from_partial": False, "case_update_pending": True}
         ledger.record_case_status([{"case_key": rid, "plan": new, "priority": plan.priority,
                                     "severity": plan.severity}])  # fmt: skip
-        ledger.set_watermark(CASE_UPDATE_PREFIX + rid, "pending")
+        ledger.mark_case_update_pending(rid)

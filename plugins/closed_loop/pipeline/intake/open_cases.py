@@ -11,15 +11,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from typing import Any
 
-from sqlalchemy import select
-
 from closed_loop.domain.plan import render_step, signed
-from closed_loop.ledger.models import (
-    Watermark,
-)
 from closed_loop.pipeline.intake.alerts import alert_rows, close_fixed_alerts
 from closed_loop.pipeline.intake.common import (
-    CASE_UPDATE_PREFIX,
     QUARANTINE_SOURCES,
     SF_SOURCE,
     Problem,
@@ -314,10 +308,7 @@ def update_completed_partials(sf_hook, ledger, playbook, dry_run: bool = False) 
     """Write the stored fields of Cases whose partial response was completed later to the same Salesforce
     Case (upsert by external id: Subject, Description, Priority; status and owner stay as the LP left
     them). Returns how many were updated."""
-    with ledger.session() as s:
-        keys = [n.removeprefix(CASE_UPDATE_PREFIX) for n, v in s.execute(
-            select(Watermark.name, Watermark.value).where(Watermark.name.startswith(CASE_UPDATE_PREFIX)))
-            if v == "pending"]  # fmt: skip
+    keys = ledger.case_updates_pending()
     rows = []
     ext = playbook.salesforce.case.external_id
     for key in keys:
@@ -330,7 +321,7 @@ def update_completed_partials(sf_hook, ledger, playbook, dry_run: bool = False) 
     done = 0
     for res in upsert_cases(sf_hook, rows, ext):
         if res.ok:
-            ledger.set_watermark(CASE_UPDATE_PREFIX + res.key, "done")
+            ledger.mark_case_update_done(res.key)
             done += 1
     log.info("open_cases: %d case(s) updated with their completed response", done)
     return done

@@ -9,16 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import exists, select
-
 from closed_loop.hooks.errors import SurveyMonkeyNotFound
-from closed_loop.ledger.models import (
-    Account,
-    Case,
-    Contact,
-    Response,
-    SurveySend,
-)
 from closed_loop.pipeline.intake.common import RECOVERY_PREFIX, Problem
 from closed_loop.pipeline.intake.fetch import fetch_abandoned, fetch_changed, with_ids
 from closed_loop.pipeline.surveys import resolve_survey_id
@@ -79,7 +70,7 @@ def read_intake(
         ]
         got.main_raw += abandoned_raw
     window_start = datetime.combine(today - timedelta(days=playbook.recovery.answer_window_days), time(), UTC)
-    if _recovery_outstanding(ledger, window_start):
+    if ledger.recovery_pulse_unanswered_since(window_start):
         got.pulse_id = resolve_survey_id(sm_hook, ledger, playbook.surveys.recovery_pulse, dry_run)
         if got.pulse_id:
             got.pulse_raw, got.pulse_mark = fetch_changed(sm_hook, ledger, got.pulse_id, overlap, problems)
@@ -107,52 +98,18 @@ def _join_ledger(ledger, got: IntakeInputs) -> None:
     sends = ledger.send_by_recipient(recipients) if recipients else {}
     got.sends = {str(r["id"]): sends.get(str(r.get("recipient_id"))) for r in everything}
     known = [s for s in got.sends.values() if s]
-    got.accounts = _rows_by_id(ledger, Account, {s["account_id"] for s in known if s.get("account_id")})
-    got.contacts = _rows_by_id(ledger, Contact, (s.get("contact_id") for s in known))
-    got.existing_cases = _existing_cases(ledger, [str(r["id"]) for r in got.main_raw])
+    got.accounts = ledger.get_accounts({s["account_id"] for s in known if s.get("account_id")})
+    got.contacts = ledger.contacts_by_id(s.get("contact_id") for s in known)
+    got.existing_cases = ledger.existing_case_keys([str(r["id"]) for r in got.main_raw])
     got.from_partial = _partial_cases(ledger, got.existing_cases)
     got.recovery_cases = {
         str(r["id"]): _case_for_recovery(ledger, got.sends[str(r["id"])]) for r in got.pulse_raw
     }
 
 
-def _recovery_outstanding(ledger, since: datetime) -> bool:
-    """Whether a recovery pulse sent since ``since`` (the answer window) is still unanswered; else the
-    pulse survey is not polled (bounded: one unanswered pulse never makes the poll permanent)."""
-    answered = exists().where(Response.send_key == SurveySend.send_key)
-    stmt = select(SurveySend.send_key).where(
-        SurveySend.kind == "recovery", SurveySend.status == "sent", SurveySend.sent_at >= since, ~answered
-    )
-    with ledger.session() as s:
-        return s.execute(stmt.limit(1)).first() is not None
-
-
 def _unplanned_negatives(ledger, skip: set[str]) -> list[dict]:
     """Raw JSON of main-survey negatives recorded without a case (a crash before planning)."""
-    has_case = exists().where(Case.case_key == Response.response_id)
-    stmt = select(Response.response_id, Response.raw).where(
-        Response.negative.is_(True), Response.is_recovery.is_(False), Response.account_id.is_not(None),
-        ~has_case,
-    )  # fmt: skip
-    with ledger.session() as s:
-        return [raw for rid, raw in s.execute(stmt) if rid not in skip and isinstance(raw, dict)]
-
-
-def _rows_by_id(ledger, model, ids: Iterable[str | None]) -> dict[str, dict]:
-    ids = sorted({i for i in ids if i})
-    if not ids:
-        return {}
-    with ledger.session() as s:
-        rows = s.scalars(select(model).where(model.sf_id.in_(ids)))
-        return {r.sf_id: {c.key: getattr(r, c.key) for c in model.__table__.columns} for r in rows}
-
-
-def _existing_cases(ledger, keys: Iterable[str]) -> set[str]:
-    keys = list(keys)
-    if not keys:
-        return set()
-    with ledger.session() as s:
-        return set(s.scalars(select(Case.case_key).where(Case.case_key.in_(keys))))
+    return ledger.raw_responses(rid for rid in ledger.negatives_without_case() if rid not in skip)
 
 
 def _case_for_recovery(ledger, send: Mapping | None) -> str | None:
@@ -166,19 +123,13 @@ def _case_for_recovery(ledger, send: Mapping | None) -> str | None:
         return key[len(RECOVERY_PREFIX) :]
     if not send.get("contact_id"):
         return None
-    stmt = select(Case.case_key).where(Case.contact_id == send["contact_id"]).order_by(Case.created_at.desc())
-    with ledger.session() as s:
-        return s.scalars(stmt.limit(1)).first()
+    return ledger.latest_case_of_contact(send["contact_id"])
 
 
 def _partial_cases(ledger, keys: Iterable[str]) -> dict[str, dict]:
     """Plans of the given cases that were opened from an abandoned partial response."""
-    keys = list(keys)
-    if not keys:
-        return {}
-    with ledger.session() as s:
-        rows = s.execute(select(Case.case_key, Case.plan).where(Case.case_key.in_(keys))).all()
-    return {k: p for k, p in rows if isinstance(p, dict) and p.get("from_partial")}
+    plans = ledger.case_plans(keys)
+    return {k: p for k, p in plans.items() if isinstance(p, dict) and p.get("from_partial")}
 
 
 def _drift_problems(details: Mapping, survey_id: str, playbook, main: bool) -> list[Problem]:
