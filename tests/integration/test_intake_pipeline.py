@@ -331,6 +331,46 @@ def test_crash_between_salesforce_and_ledger_then_rerun_yields_one_case_and_one_
     assert ledger.cases_needing_salesforce() == []
 
 
+def test_a_crash_between_chunks_keeps_the_chunks_recorded_and_the_rerun_reads_only_the_rest(
+    surveyed_stack, monkeypatch
+):
+    """Issue 18 item 4: intake streams the backlog chunk by chunk, each recorded with the watermark it
+    reaches in one transaction. Killed while recording the second chunk, the first stays recorded with
+    its watermark; the rerun reads on from there and ends with one Case per negative, none twice."""
+    from closed_loop.pipeline.intake import fetch, watermark_name
+
+    stack = surveyed_stack
+    served = [
+        r for r in sandbox_state(stack)["sm"]["responses"].values() if r["response_status"] == "completed"
+    ]
+    assert len(served) > 20, "the scenario needs more than one chunk"
+    monkeypatch.setattr(fetch, "CHUNK", 10)
+    real, calls = stack.ledger.record_responses, []
+
+    def dies_on_the_second_chunk(rows, *args, **kwargs):
+        calls.append(len(rows))
+        if len(calls) == 2:
+            raise RuntimeError("killed")
+        return real(rows, *args, **kwargs)
+
+    monkeypatch.setattr(stack.ledger, "record_responses", dies_on_the_second_chunk)
+    with pytest.raises(RuntimeError, match="killed"):
+        run_intake(stack)
+    recorded = stack.ledger.read_frame("responses")
+    assert len(recorded) == calls[0] <= 10  # the first chunk only, with its watermark
+    survey_id = main_survey(sandbox_state(stack))["id"]
+    mark = stack.ledger.get_watermark(watermark_name(survey_id))
+    assert mark == max(recorded["date_modified"]).isoformat()
+    monkeypatch.setattr(stack.ledger, "record_responses", real)
+    ingest, opened, _, _ = run_intake(stack)
+    assert ingest.fetched == len(served) - len(recorded)  # read on from the watermark
+    state = sandbox_state(stack)
+    negatives = {rid for rid, t in ground_truth(stack, state).items() if t["negative"]}
+    keys = [c["Survey_Response_Id__c"] for c in survey_cases(state)]
+    assert sorted(keys) == sorted(negatives)  # one Case per negative: nothing lost, nothing twice
+    assert set(stack.ledger.read_frame("responses")["response_id"]) == {r["id"] for r in served}
+
+
 def test_crash_after_recording_before_planning_is_replanned(surveyed_stack, monkeypatch):
     from closed_loop.pipeline.intake import ingest
 

@@ -84,3 +84,39 @@ def test_a_future_date_modified_is_reported_and_never_becomes_the_watermark(ledg
     assert mark == max(r["date_modified"] for r in sm.items if not r["date_modified"].startswith("2031"))
     [problem] = problems
     assert problem.record_id == "1003" and "is after the fetch time" in problem.reason
+
+
+def _record(ledger, chunk, mark):
+    """What intake does with a chunk before asking for the next: the responses and their watermark."""
+    rows = [{"response_id": r["id"], "date_modified": r["date_modified"], "raw": r} for r in chunk]
+    ledger.record_responses(rows, watermark_name=intake.watermark_name("s1") if mark else None,
+                            watermark_value=mark)  # fmt: skip
+
+
+def test_a_backlog_is_streamed_in_bounded_chunks_each_with_the_watermark_it_reaches(ledger):
+    """1,200 responses in chunks of 500: each chunk recorded before the next is read, and its watermark
+    is the latest date_modified in it (SurveyMonkey sorts by date_modified ASC), so a crash between
+    chunks resumes after the last one recorded."""
+    sm = FakeResponses(1200)
+    chunks = []
+    for chunk, mark, problems in intake.changed_chunks(sm, ledger, "s1", 10, size=500):
+        assert problems == []
+        chunks.append(([r["id"] for r in chunk], mark))
+        _record(ledger, chunk, mark)
+    modified = {r["id"]: r["date_modified"] for r in sm.items}
+    assert len(chunks) == 3 and all(len(ids) <= 500 for ids, _ in chunks)
+    assert sorted(i for ids, _ in chunks for i in ids) == sorted(modified)  # each response exactly once
+    assert [mark for _, mark in chunks] == [max(modified[i] for i in ids) for ids, _ in chunks]
+    assert sm.calls == 13  # keyset pages of 99 new items each (1,200 / 99): chunking adds no call
+
+
+def test_a_crash_after_the_first_chunk_resumes_from_its_watermark_and_reads_the_rest(ledger):
+    sm = FakeResponses(1200)
+    stream = intake.changed_chunks(sm, ledger, "s1", 10, size=500)
+    first, mark, _ = next(stream)
+    _record(ledger, first, mark)
+    stream.close()  # the worker dies here: chunks 2 and 3 were never recorded
+    assert ledger.get_watermark(intake.watermark_name("s1")) == max(r["date_modified"] for r in first)
+    rest = [r["id"] for chunk, m, _ in intake.changed_chunks(sm, ledger, "s1", 10, size=500) for r in chunk]
+    recorded = {r["id"] for r in first}
+    assert sorted(rest) == sorted(r["id"] for r in sm.items if r["id"] not in recorded)  # no loss, no repeat

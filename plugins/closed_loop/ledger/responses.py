@@ -10,7 +10,7 @@ from sqlalchemy import delete, exists, select
 from .core import LedgerCore, as_dict
 from .models import Answer, Case, Response, SurveySend, Trigger
 from .types import utcnow
-from .upsert import clean_rows, update_rows, upsert
+from .upsert import update_rows, upsert
 
 SCORE_COLUMNS = ("negative", "severity", "topics")
 ID_CHARS = Response.__table__.c.response_id.type.length  # every SurveyMonkey id column is varchar(64)
@@ -53,13 +53,20 @@ class ResponsesMixin(LedgerCore):
 
     @staticmethod
     def _replace_children(s, model, by_response: Mapping[str, Iterable[Mapping]] | None) -> None:
+        """Replace the rows of each response with the given ones (one dict per row, all of one shape)."""
         if not by_response:
             return
-        ids = list(by_response)
-        rows = [{**row, "response_id": rid} for rid, group in by_response.items() for row in group]
-        columns = [c.key for c in model.__table__.columns if c.key != "id"]
-        rows = [{c: row.get(c) for c in columns} for row in clean_rows(model, rows)]  # one shape
-        s.execute(delete(model).where(model.response_id.in_(ids)))
+        columns = [c.key for c in model.__table__.columns if c.key not in ("id", "response_id")]
+        allowed = {*columns, "id", "response_id"}
+        rows = []
+        for rid, group in by_response.items():
+            for row in group:
+                if unknown := row.keys() - allowed:
+                    raise ValueError(f"{model.__tablename__}: unknown columns {sorted(unknown)}")
+                out = {c: row.get(c) for c in columns}
+                out["response_id"] = rid
+                rows.append(out)
+        s.execute(delete(model).where(model.response_id.in_(list(by_response))))
         if rows:
             s.execute(model.__table__.insert(), rows)
 

@@ -2,10 +2,11 @@
 
 Two steps, each read -> plan -> apply:
 
-- ``ingest_responses`` (ingest.py): ``read_intake`` (read.py, fetching through fetch.py) pulls new and
-  changed responses since the ledger watermark and joins them to account/contact through the sends;
-  ``plan_intake`` (plan.py, pure) scores them and plans a Case (+ SOP step Tasks) for every new negative
-  one; ``apply_intake`` records responses with the watermark, then the planned cases.
+- ``ingest_responses`` (ingest.py), chunk by chunk (memory flat with the backlog): ``read_chunks``
+  (read.py, fetching through fetch.py) pulls new and changed responses since the ledger watermark and
+  joins them to account/contact through the sends; ``plan_intake`` (plan.py, pure) scores them and plans
+  a Case (+ SOP step Tasks) for every new negative one; ``apply_intake`` records the responses with the
+  watermark they reach, then the planned cases.
 - ``open_cases`` (open_cases.py): writes the planned Cases and Tasks to Salesforce by external-id
   upserts and marks them in the ledger; alerts.py sends the data-quality owner one Task per quarantined
   intake problem.
@@ -26,7 +27,7 @@ from closed_loop.pipeline.intake.common import (
     recovery_send_key,
     watermark_name,
 )
-from closed_loop.pipeline.intake.fetch import fetch_changed
+from closed_loop.pipeline.intake.fetch import changed_chunks, fetch_changed
 from closed_loop.pipeline.intake.ingest import apply_intake, ingest_responses
 from closed_loop.pipeline.intake.open_cases import (
     OpenPlan,
@@ -41,7 +42,7 @@ from closed_loop.pipeline.intake.open_cases import (
     update_completed_partials,
 )
 from closed_loop.pipeline.intake.plan import IngestSummary, IntakePlan, plan_intake
-from closed_loop.pipeline.intake.read import IntakeInputs, read_intake
+from closed_loop.pipeline.intake.read import IntakeInputs, read_chunks
 
 __all__ = [
     "CASE_UPDATE_PREFIX",
@@ -59,6 +60,7 @@ __all__ = [
     "apply_intake",
     "apply_open",
     "cases_to_open",
+    "changed_chunks",
     "context_from_json",
     "fetch_changed",
     "ingest_responses",
@@ -67,7 +69,7 @@ __all__ = [
     "plan_intake",
     "plan_open",
     "plan_to_json",
-    "read_intake",
+    "read_chunks",
     "read_owners",
     "recovery_send_key",
     "step_task_rows",

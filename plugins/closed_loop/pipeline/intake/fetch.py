@@ -6,8 +6,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
+from itertools import islice
 from typing import Any
 
 from closed_loop.ledger.responses import ID_CHARS, STATUS_CHARS
@@ -20,36 +21,66 @@ FUTURE_SKEW = timedelta(minutes=5)  # clock skew tolerated between SurveyMonkey 
 PAGE = 100
 
 
-def fetch_changed(
-    sm_hook, ledger, survey_id: str, overlap_minutes: int, problems: list | None = None
-) -> tuple[list[dict], str | None]:
-    """Completed responses modified since the watermark minus the overlap (all when there is none),
-    deduplicated by id (latest kept), and the new watermark value (never moves backwards).
+CHUNK = 500  # responses fetched, scored and recorded together (5 pages): memory stays flat with the backlog
 
-    The watermark never passes the fetch time: a ``date_modified`` after it (plus a small skew) is
-    impossible, reported in ``problems`` (the response is still recorded) and ignored for the watermark,
-    so one bad timestamp cannot freeze intake."""
+
+def changed_chunks(
+    sm_hook, ledger, survey_id: str, overlap_minutes: int, size: int | None = None
+) -> Iterator[tuple[list, str | None, list[Problem]]]:
+    """Completed responses modified since the watermark minus the overlap (all when there is none), in
+    chunks of at most ``size`` as they are paged: ``(responses new or changed since the ledger's copy,
+    watermark after this chunk or None, problems)``. Record each chunk before asking for the next: the
+    next one is compared with the ledger, and a crash resumes from the last chunk recorded.
+
+    The watermark never moves backwards nor passes the fetch time: a ``date_modified`` after it (plus a
+    small skew) is impossible, reported as a problem (the response is still recorded) and ignored for
+    the watermark, so one bad timestamp cannot freeze intake."""
     fetched_at = utcnow()
     previous = parse_ts(ledger.get_watermark(watermark_name(survey_id)))
     since = previous - timedelta(minutes=overlap_minutes) if previous else None
-    by_id: dict[str, dict] = {}
-    not_objects: list[Any] = []  # kept: with_ids quarantines them (never dropped silently)
     newest = previous
-    for raw in _read_since(sm_hook, survey_id, since):
-        if not isinstance(raw, dict):
-            not_objects.append(_storable(raw))
-            continue
-        raw = _storable(raw)
-        by_id[str(raw.get("id"))] = raw
-        modified = parse_ts(raw.get("date_modified"))
-        if modified and modified > fetched_at + FUTURE_SKEW:
-            if problems is not None:
+    seen: dict[str, datetime | None] = {}  # versions handed out this run (a dry run records nothing)
+    stream = iter(_read_since(sm_hook, survey_id, since))
+    while batch := list(islice(stream, size or CHUNK)):
+        by_id, not_objects, problems = {}, [], []
+        for raw in batch:
+            if not isinstance(raw, dict):
+                not_objects.append(_storable(raw))  # kept: with_ids quarantines them (never dropped silently)
+                continue
+            by_id[str(raw.get("id"))] = _storable(raw)
+            modified = parse_ts(raw.get("date_modified"))
+            if modified and modified > fetched_at + FUTURE_SKEW:
                 problems.append(_future_problem(raw, modified, fetched_at))
-            continue
-        if modified and (newest is None or modified > newest):
-            newest = modified
-    fresh = _changed(ledger, list(by_id.values())) + not_objects
-    return fresh, newest.isoformat() if newest and newest != previous else None
+            elif modified and (newest is None or modified > newest):
+                newest = modified
+        fresh = [r for r in _changed(ledger, list(by_id.values())) if _first_seen(seen, r)]
+        mark = newest.isoformat() if newest and newest != previous else None
+        previous = newest
+        yield fresh + not_objects, mark, problems
+
+
+def _first_seen(seen: dict, raw: Mapping) -> bool:
+    rid, modified = str(raw.get("id")), parse_ts(raw.get("date_modified"))
+    if rid in seen and seen[rid] == modified:
+        return False
+    seen[rid] = modified
+    return True
+
+
+def fetch_changed(
+    sm_hook, ledger, survey_id: str, overlap_minutes: int, problems: list | None = None
+) -> tuple[list[dict], str | None]:
+    """``changed_chunks`` as one list (deduplicated by id, latest kept) and the final watermark value."""
+    by_id: dict[str, Any] = {}
+    mark = None
+    for i, (chunk, chunk_mark, found) in enumerate(
+        changed_chunks(sm_hook, ledger, survey_id, overlap_minutes)
+    ):
+        by_id |= {(str(r.get("id")) if isinstance(r, dict) else f"#{i}:{n}"): r for n, r in enumerate(chunk)}
+        mark = chunk_mark or mark
+        if problems is not None:
+            problems += found
+    return list(by_id.values()), mark
 
 
 def _read_since(sm_hook, survey_id: str, since: datetime | None) -> Iterable[Any]:
@@ -94,13 +125,22 @@ _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 def _storable(value: Any) -> Any:
     """The response with text every database stores: lone surrogates (non-UTF-8 bytes escaped in the
-    JSON) become U+FFFD and NUL characters are dropped; otherwise one such comment fails the batch."""
+    JSON) become U+FFFD and NUL characters are dropped; otherwise one such comment fails the batch.
+    Containers are fixed in place (the parsed JSON is ours: no copy of the response is made)."""
     if isinstance(value, str):
-        return _UNSTORABLE.sub(lambda m: "" if m.group() == "\x00" else "\ufffd", value)
+        return (
+            _UNSTORABLE.sub(lambda m: "" if m.group() == "\x00" else "\ufffd", value)
+            if _UNSTORABLE.search(value)
+            else value
+        )
     if isinstance(value, dict):
-        return {k: _storable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_storable(v) for v in value]
+        for k, v in value.items():
+            if isinstance(v, str | dict | list):
+                value[k] = _storable(v)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            if isinstance(v, str | dict | list):
+                value[i] = _storable(v)
     return value
 
 
@@ -115,19 +155,30 @@ def _changed(ledger, raws: list[dict]) -> list[dict]:
             or seen[str(r.get("id"))] != parse_ts(r.get("date_modified"))]  # fmt: skip
 
 
-def fetch_abandoned(sm_hook, ledger, survey_id: str, now: datetime, grace_hours: int):
-    """Partial responses last changed in (previous cutoff, now - grace]: left unfinished past the grace
-    period. At most one poll per ``PARTIAL_POLL_EVERY``; returns (responses not in the ledger yet, new
-    watermark or None)."""
+def abandoned_window(
+    ledger, survey_id: str, now: datetime, grace_hours: int
+) -> tuple[datetime, datetime] | None:
+    """(start, cutoff) of the partial responses to look at: last changed after the previous cutoff and
+    at least ``grace_hours`` ago (left unfinished past the grace period); None when the previous poll
+    is less than ``PARTIAL_POLL_EVERY`` old (one SM call at most hourly)."""
     cutoff = now - timedelta(hours=grace_hours)
     previous = parse_ts(ledger.get_watermark(partial_watermark_name(survey_id)))
     if previous is not None and cutoff - previous < PARTIAL_POLL_EVERY:
-        return [], None
-    start = previous or cutoff - PARTIAL_FIRST_LOOKBACK
-    raws = [_storable(r) for r in sm_hook.iter_responses(survey_id=survey_id, start_modified_at=start,
-            end_modified_at=cutoff, status="partial", per_page=100) if isinstance(r, dict)]  # fmt: skip
-    seen = ledger.response_versions(str(r.get("id")) for r in raws)
-    return [r for r in raws if str(r.get("id")) not in seen], cutoff.isoformat()
+        return None
+    return previous or cutoff - PARTIAL_FIRST_LOOKBACK, cutoff
+
+
+def abandoned_chunks(
+    sm_hook, ledger, survey_id: str, window: tuple[datetime, datetime], size: int | None = None
+) -> Iterator[list[dict]]:
+    """The partial responses last changed in ``window`` that the ledger does not hold yet, in chunks."""
+    start, cutoff = window
+    stream = sm_hook.iter_responses(survey_id=survey_id, start_modified_at=start, end_modified_at=cutoff,
+                                    status="partial", per_page=PAGE)  # fmt: skip
+    while batch := list(islice(stream, size or CHUNK)):
+        raws = [_storable(r) for r in batch if isinstance(r, dict)]
+        seen = ledger.response_versions(str(r.get("id")) for r in raws)
+        yield [r for r in raws if str(r.get("id")) not in seen]
 
 
 def with_ids(raws: list[dict], survey_id: str) -> tuple[list[dict], list[Problem]]:

@@ -16,7 +16,7 @@ from closed_loop.pipeline.intake.common import (
     watermark_name,
 )
 from closed_loop.pipeline.intake.plan import IngestSummary, IntakePlan, plan_intake
-from closed_loop.pipeline.intake.read import IntakeInputs, read_intake
+from closed_loop.pipeline.intake.read import IntakeInputs, read_chunks
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,10 @@ def ingest_responses(
     sm_hook, ledger, playbook, calendar, today: date, dry_run: bool = False, now: datetime | None = None
 ) -> IngestSummary:
     """Pull, score and record new/changed responses; plan a case for every new negative main response.
+
+    Streamed in chunks of ``fetch.CHUNK`` responses: each is read, scored and recorded with the
+    watermark it reaches before the next is fetched, so memory stays flat with the backlog and a crash
+    resumes after the last chunk recorded.
 
     SurveyMonkey calls: ``ceil(n/100)`` response pages per polled survey (one when nothing is new), one
     details call per survey that returned responses, one title lookup per survey ever (cached). The pulse
@@ -35,19 +39,23 @@ def ingest_responses(
     (one SM call, at most hourly); if it is completed later, that same Case is updated.
     """
     calls_before = sm_hook.calls_made
-    inputs = read_intake(sm_hook, ledger, playbook, today, dry_run, now)
-    plan = plan_intake(inputs, playbook, calendar, today)
-    summary = plan.summary
-    summary.dry_run = dry_run
+    summary = IngestSummary(dry_run=dry_run)
+    problem_keys: set[str] = set()  # a dry run counts each problem once
+    for inputs in read_chunks(sm_hook, ledger, playbook, today, dry_run, now):
+        plan = plan_intake(inputs, playbook, calendar, today)
+        if dry_run:
+            plan.summary.quarantined = len({p.q_key for p in plan.problems} - problem_keys)
+            problem_keys |= {p.q_key for p in plan.problems}
+            plan.summary.recorded = len(plan.responses)
+        else:
+            apply_intake(ledger, inputs, plan, playbook)
+        summary.add(plan.summary)
     summary.sm_calls = sm_hook.calls_made - calls_before
     if dry_run:
-        summary.quarantined = len(plan.problems)
-        summary.recorded = len(plan.responses)
         log.info("DRY RUN intake plan: %s; cases %s; quarantine %s", summary.as_xcom(),
-                 summary.case_keys, [p.q_key for p in plan.problems])  # fmt: skip
-        return summary
-    apply_intake(ledger, inputs, plan, playbook)
-    log.debug("intake: %s; cases planned %s", summary.as_xcom(), summary.case_keys)
+                 summary.case_keys, sorted(problem_keys))  # fmt: skip
+    else:
+        log.debug("intake: %s; cases planned %s", summary.as_xcom(), summary.case_keys)
     return summary
 
 

@@ -47,6 +47,13 @@ class IngestSummary:
     case_keys: list[str] = field(default_factory=list)
     sm_calls: int = 0
 
+    def add(self, chunk: IngestSummary) -> None:
+        """Add one chunk's counts (and case keys) to this run's."""
+        for f in dataclasses.fields(self):
+            if f.type == "int" and f.name != "sm_calls":
+                setattr(self, f.name, getattr(self, f.name) + getattr(chunk, f.name))
+        self.case_keys += chunk.case_keys
+
     def as_xcom(self) -> dict[str, Any]:
         return {k: v for k, v in dataclasses.asdict(self).items() if k != "case_keys"}
 
@@ -194,13 +201,14 @@ def _plan_pulse(inputs: IntakeInputs, plan: IntakePlan, playbook) -> None:
 
 
 def _answers_by_response(frame) -> dict[str, list[dict]]:
+    """The scored answers as ledger rows grouped by response: built column by column straight from the
+    frame (missing values as None), one dict per answer and no intermediate copies."""
     out: dict[str, list[dict]] = defaultdict(list)
     if frame is None or frame.empty:
         return out
-    rows = frame[["response_id", *ANSWER_FIELDS]].astype(object)
-    rows = rows.where(rows.notna(), None)
-    for row in rows.to_dict("records"):
-        out[str(row.pop("response_id"))].append(row)
+    columns = [frame[c].astype(object).where(frame[c].notna(), None).tolist() for c in ANSWER_FIELDS]
+    for rid, *values in zip(frame["response_id"].tolist(), *columns, strict=True):
+        out[str(rid)].append(dict(zip(ANSWER_FIELDS, values, strict=True)))
     return out
 
 

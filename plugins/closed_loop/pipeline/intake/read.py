@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
 from closed_loop.hooks.errors import SurveyMonkeyNotFound
+from closed_loop.pipeline.intake import fetch
 from closed_loop.pipeline.intake.common import RECOVERY_PREFIX, Problem
-from closed_loop.pipeline.intake.fetch import fetch_abandoned, fetch_changed, with_ids
+from closed_loop.pipeline.intake.fetch import (
+    abandoned_chunks,
+    abandoned_window,
+    changed_chunks,
+    with_ids,
+)
 from closed_loop.pipeline.surveys import resolve_survey_id
 
 log = logging.getLogger(__name__)
@@ -19,7 +25,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class IntakeInputs:
-    """What one intake run reads: new/changed responses (+ survey details) and the ledger rows they join."""
+    """One chunk of an intake run: new/changed responses of one survey (+ its details), the watermark
+    to record with them, and the ledger rows they join."""
 
     main_id: str
     main_raw: list[dict]
@@ -43,51 +50,103 @@ class IntakeInputs:
     from_partial: dict[str, dict] = field(default_factory=dict)  # cases opened from a partial
 
 
-def read_intake(
+@dataclass
+class _Survey:
+    """One polled survey: its id and its details, read once per run (on its first response)."""
+
+    ref: object
+    main: bool
+    id: str | None = None
+    details: dict | None = None
+
+    def details_for(self, sm_hook, playbook, problems: list[Problem]) -> dict:
+        if self.details is None:
+            self.details = sm_hook.survey_details(self.id)
+            problems += _drift_problems(self.details, self.id, playbook, main=self.main)
+        return self.details
+
+
+def read_chunks(
     sm_hook, ledger, playbook, today: date, dry_run: bool = False, now: datetime | None = None
-) -> IntakeInputs:
-    """The responses changed since the watermarks (the pulse survey only while a pulse sent within
-    ``recovery.answer_window_days`` is unanswered), negatives a crashed run left without a case, the
-    survey details, and the ledger rows they join."""
-    overlap = playbook.intake.watermark_overlap_minutes
-    main_id = resolve_survey_id(sm_hook, ledger, playbook.surveys.main, dry_run)
-    if main_id is None:
+) -> Iterator[IntakeInputs]:
+    """The responses changed since the watermarks, chunk by chunk (record each before the next): the
+    main survey's, its abandoned partials (with ``now``), the pulse survey's while a pulse sent within
+    ``recovery.answer_window_days`` is unanswered, then negatives a crashed run left without a case."""
+    main = _Survey(playbook.surveys.main, main=True)
+    main.id = resolve_survey_id(sm_hook, ledger, main.ref, dry_run)
+    if main.id is None:
         raise LookupError(f"no SurveyMonkey survey titled {playbook.surveys.main.title!r}")
-    problems: list[Problem] = []
-    try:
-        main_raw, main_mark = fetch_changed(sm_hook, ledger, main_id, overlap, problems)
-    except SurveyMonkeyNotFound:  # the cached id went stale (survey replaced): look it up again once
-        main_id = resolve_survey_id(sm_hook, ledger, playbook.surveys.main, dry_run, refresh=True)
-        main_raw, main_mark = fetch_changed(sm_hook, ledger, main_id, overlap, problems)
-    got = IntakeInputs(main_id, main_raw, main_mark)
+    seen: set[str] = set()  # main-survey response ids read this run (never replanned from the ledger)
+    yield from _main_chunks(sm_hook, ledger, playbook, main, dry_run, seen)
     if now is not None:
-        abandoned_raw, got.partial_mark = fetch_abandoned(
-            sm_hook, ledger, main_id, now, playbook.intake.partial_grace_hours
-        )
-        got.abandoned = {str(r.get("id")) for r in abandoned_raw}
-        got.main_raw = [
-            r for r in main_raw if not isinstance(r, dict) or str(r.get("id")) not in got.abandoned
-        ]
-        got.main_raw += abandoned_raw
+        yield from _abandoned(sm_hook, ledger, playbook, main, now)
     window_start = datetime.combine(today - timedelta(days=playbook.recovery.answer_window_days), time(), UTC)
     if ledger.recovery_pulse_unanswered_since(window_start):
-        got.pulse_id = resolve_survey_id(sm_hook, ledger, playbook.surveys.recovery_pulse, dry_run)
-        if got.pulse_id:
-            got.pulse_raw, got.pulse_mark = fetch_changed(sm_hook, ledger, got.pulse_id, overlap, problems)
-    got.fetched, got.recovery_fetched = len(got.main_raw) + len(got.pulse_raw), len(got.pulse_raw)
-    got.main_raw, bad = with_ids(got.main_raw, main_id)
-    got.pulse_raw, bad_pulse = with_ids(got.pulse_raw, got.pulse_id or "")
-    got.malformed = problems + bad + bad_pulse
-    orphans = _unplanned_negatives(ledger, {str(r["id"]) for r in got.main_raw})
-    got.replanned = len(orphans)
-    got.main_raw += orphans
+        pulse = _Survey(playbook.surveys.recovery_pulse, main=False)
+        pulse.id = resolve_survey_id(sm_hook, ledger, pulse.ref, dry_run)
+        if pulse.id:
+            yield from _changed(sm_hook, ledger, playbook, pulse, set())
+    yield from _orphans(sm_hook, ledger, playbook, main, seen)
+
+
+def _main_chunks(sm_hook, ledger, playbook, main: _Survey, dry_run: bool, seen: set[str]):
+    """The main survey's changed responses; a stale cached survey id (the survey was replaced) is looked
+    up again once, before anything was read."""
+    started = False
+    try:
+        for chunk in _changed(sm_hook, ledger, playbook, main, seen):
+            started = True
+            yield chunk
+    except SurveyMonkeyNotFound:
+        if started:
+            raise
+        main.id = resolve_survey_id(sm_hook, ledger, main.ref, dry_run, refresh=True)
+        yield from _changed(sm_hook, ledger, playbook, main, seen)
+
+
+def _changed(sm_hook, ledger, playbook, survey: _Survey, seen: set[str]) -> Iterator[IntakeInputs]:
+    overlap = playbook.intake.watermark_overlap_minutes
+    for raws, mark, problems in changed_chunks(sm_hook, ledger, survey.id, overlap):
+        good, bad = with_ids(raws, survey.id)
+        seen.update(str(r["id"]) for r in good)
+        yield _chunk(sm_hook, ledger, playbook, survey, good, mark, problems + bad, fetched=len(raws))
+
+
+def _abandoned(sm_hook, ledger, playbook, main: _Survey, now: datetime) -> Iterator[IntakeInputs]:
+    """Partial negatives left past ``intake.partial_grace_hours``; the last chunk carries the cutoff."""
+    window = abandoned_window(ledger, main.id, now, playbook.intake.partial_grace_hours)
+    if window is None:
+        return
+    for raws in abandoned_chunks(sm_hook, ledger, main.id, window):
+        good, bad = with_ids(raws, main.id)
+        got = _chunk(sm_hook, ledger, playbook, main, good, None, bad, fetched=len(raws))
+        got.abandoned = {str(r["id"]) for r in good}
+        yield got
+    yield IntakeInputs(main.id, [], None, partial_mark=window[1].isoformat())
+
+
+def _orphans(sm_hook, ledger, playbook, main: _Survey, seen: set[str]) -> Iterator[IntakeInputs]:
+    """Main-survey negatives recorded without a case (a crash before planning), re-scored from the raw
+    JSON kept in the ledger."""
+    ids = [rid for rid in ledger.negatives_without_case() if rid not in seen]
+    for start in range(0, len(ids), fetch.CHUNK):
+        raws = ledger.raw_responses(ids[start : start + fetch.CHUNK])
+        got = _chunk(sm_hook, ledger, playbook, main, raws, None, [], fetched=0)
+        got.replanned = len(raws)
+        yield got
+
+
+def _chunk(sm_hook, ledger, playbook, survey: _Survey, raws, mark, problems, fetched: int) -> IntakeInputs:
+    """One chunk's inputs: the survey's details (first chunk with responses) and the joined ledger rows."""
+    if survey.main:
+        got = IntakeInputs(survey.id, raws, mark, fetched=fetched)
+        got.main_details = survey.details_for(sm_hook, playbook, problems) if raws else None
+    else:
+        got = IntakeInputs("", [], None, pulse_id=survey.id, pulse_raw=raws, pulse_mark=mark)
+        got.fetched = got.recovery_fetched = fetched
+        got.pulse_details = survey.details_for(sm_hook, playbook, problems) if raws else None
+    got.malformed = problems
     _join_ledger(ledger, got)
-    if got.main_raw:
-        got.main_details = sm_hook.survey_details(main_id)
-        got.malformed += _drift_problems(got.main_details, main_id, playbook, main=True)
-    if got.pulse_raw:
-        got.pulse_details = sm_hook.survey_details(got.pulse_id)
-        got.malformed += _drift_problems(got.pulse_details, got.pulse_id, playbook, main=False)
     return got
 
 
@@ -105,11 +164,6 @@ def _join_ledger(ledger, got: IntakeInputs) -> None:
     got.recovery_cases = {
         str(r["id"]): _case_for_recovery(ledger, got.sends[str(r["id"])]) for r in got.pulse_raw
     }
-
-
-def _unplanned_negatives(ledger, skip: set[str]) -> list[dict]:
-    """Raw JSON of main-survey negatives recorded without a case (a crash before planning)."""
-    return ledger.raw_responses(rid for rid in ledger.negatives_without_case() if rid not in skip)
 
 
 def _case_for_recovery(ledger, send: Mapping | None) -> str | None:
