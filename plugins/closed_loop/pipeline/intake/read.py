@@ -158,7 +158,7 @@ def _join_ledger(ledger, got: IntakeInputs) -> None:
     got.sends = {str(r["id"]): sends.get(str(r.get("recipient_id"))) for r in everything}
     known = [s for s in got.sends.values() if s]
     got.accounts = ledger.get_accounts({s["account_id"] for s in known if s.get("account_id")})
-    got.contacts = ledger.contacts_by_id(s.get("contact_id") for s in known)
+    got.contacts = ledger.get_contacts({s["contact_id"] for s in known if s.get("contact_id")})
     got.existing_cases = ledger.existing_case_keys([str(r["id"]) for r in got.main_raw])
     got.from_partial = _partial_cases(ledger, got.existing_cases)
     got.recovery_cases = {
