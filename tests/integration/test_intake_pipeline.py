@@ -331,6 +331,55 @@ def test_crash_between_salesforce_and_ledger_then_rerun_yields_one_case_and_one_
     assert ledger.cases_needing_salesforce() == []
 
 
+def test_a_ledger_restored_from_backup_never_resets_what_the_lp_did_in_salesforce(surveyed_stack):
+    """Issue 19 item 7: the ledger is restored from a backup taken before open_cases wrote anything, so
+    the next run creates every Case and Task again. Salesforce already has them (by external id): the
+    replay updates them without Status, Priority or Owner, so the Task the LP completed stays completed
+    and the Case the LP reassigned and reprioritised stays as the LP left it; nothing is duplicated."""
+    import sqlite3
+
+    from closed_loop.pipeline.intake import ingest_responses, open_cases
+
+    stack = surveyed_stack
+    with stack.connections():
+        sm, sf = hooks(stack)
+        ingest_responses(sm, stack.ledger, PB, CAL, TODAY)
+    path = stack.ledger.engine.url.database
+    backup = sqlite3.connect(":memory:")
+    with sqlite3.connect(path) as live:
+        live.backup(backup)  # the nightly backup: cases planned, nothing in Salesforce yet
+    with stack.connections():
+        first = open_cases(sf, stack.ledger, PB, CAL, TODAY)
+    state = sandbox_state(stack)
+    case = survey_cases(state)[0]
+    task = next(t for t in survey_tasks(state) if t["WhatId"] == case["Id"])
+    other = next(
+        u["Id"] for u in state["sf"]["User"].values() if u["IsActive"] and u["Id"] != case["OwnerId"]
+    )
+    lp_case = {
+        "Status": "Working",
+        "Priority": "Low" if case["Priority"] != "Low" else "High",
+        "OwnerId": other,
+    }
+    with stack.connections():  # the LP works the Case and completes a step in Salesforce
+        sf.update_records("Case", [{"Id": case["Id"], **lp_case}])
+        sf.update_records("Task", [{"Id": task["Id"], "Status": PB.salesforce.task.completed_status}])
+    stack.ledger.dispose()
+    with sqlite3.connect(path) as live:
+        backup.backup(live)  # the ledger restored: it has never heard of those Cases and Tasks
+    with stack.connections():
+        replay = open_cases(sf, stack.ledger, PB, CAL, TODAY)
+    assert replay.cases_created == 0 and replay.cases_updated == first.cases_created
+    assert replay.tasks_created == 0 and replay.tasks_updated == first.tasks_created
+    after = sandbox_state(stack)
+    assert len(survey_cases(after)) == len(survey_cases(state))  # no duplicate
+    assert len(survey_tasks(after)) == len(survey_tasks(state))
+    kept = after["sf"]["Case"][case["Id"]]
+    assert {k: kept[k] for k in lp_case} == lp_case
+    assert after["sf"]["Task"][task["Id"]]["Status"] == PB.salesforce.task.completed_status
+    assert stack.ledger.cases_needing_salesforce() == []  # the restored ledger knows the ids again
+
+
 def test_a_crash_between_chunks_keeps_the_chunks_recorded_and_the_rerun_reads_only_the_rest(
     surveyed_stack, monkeypatch
 ):

@@ -7,9 +7,9 @@ Two steps, each read -> plan -> apply:
   joins them to account/contact through the sends; ``plan_intake`` (plan.py, pure) scores them and plans
   a Case (+ SOP step Tasks) for every new negative one; ``apply_intake`` records the responses with the
   watermark they reach, then the planned cases.
-- ``open_cases`` (open_cases.py): writes the planned Cases and Tasks to Salesforce by external-id
-  upserts and marks them in the ledger; alerts.py sends the data-quality owner one Task per quarantined
-  intake problem.
+- ``open_cases`` (open_cases.py): creates the planned Cases and Tasks in Salesforce once (keyed by
+  external id, so a replay never resets the LP's work) and marks them in the ledger; alerts.py sends
+  the data-quality owner one Task per quarantined intake problem.
 
 common.py holds what they share (quarantine sources, ledger keys, the stored plan's JSON form).
 """

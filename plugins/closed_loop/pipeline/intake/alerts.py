@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from datetime import date
 from typing import TYPE_CHECKING
 
+from closed_loop.domain.records import task_record
 from closed_loop.pipeline.intake.common import KEY_MAX
 from closed_loop.pipeline.salesforce_writes import upsert_tasks
 
@@ -43,25 +44,14 @@ def _alert_task(alert: Mapping, owner_id: str, what_id: str | None, playbook, du
     payload = alert.get("payload") or {}
     ids = ", ".join(f"{k}={v}" for k, v in sorted(payload.items()) if isinstance(v, str))
     reason = alert["reason"]
-    task = {
-        "Subject": f"Data quality: {reason}"[:255],
-        "Description": "\n\n".join(
-            [
-                f"The closed-loop intake set a record aside ({alert['source']}).",
-                f"Reason: {reason}",
-                f"Record: {alert.get('record_id') or '-'}" + (f" ({ids})" if ids else ""),
-                "Fix the data in Salesforce (or the survey mapping); the next run picks it up again.",
-            ]
-        )[:32000],  # fmt: skip
-        "Priority": "Normal",
-        "Status": playbook.salesforce.task.open_status,
-        "ActivityDate": due.isoformat(),
-        "OwnerId": owner_id,
-        playbook.salesforce.task.external_id: _dq_key(alert["q_key"]),
-    }
-    if what_id:
-        task["WhatId"] = what_id
-    return task
+    description = "\n\n".join([
+        f"The closed-loop intake set a record aside ({alert['source']}).",
+        f"Reason: {reason}",
+        f"Record: {alert.get('record_id') or '-'}" + (f" ({ids})" if ids else ""),
+        "Fix the data in Salesforce (or the survey mapping); the next run picks it up again.",
+    ])  # fmt: skip
+    return task_record(playbook, key=_dq_key(alert["q_key"]), subject=f"Data quality: {reason}",
+                       description=description, due=due, owner_id=owner_id, what_id=what_id)  # fmt: skip
 
 
 def alert_rows(ledger, plan: OpenPlan, playbook, due: date, task_rows: list[dict]) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""``open_cases``: write the planned Cases and their SOP step Tasks to Salesforce (upserts by external
+"""``open_cases``: write the planned Cases and their SOP step Tasks to Salesforce (created once by external
 id), owners resolved with one User query and the lead re-decided on the accounts as Salesforce has them;
 Cases opened from a partial and completed later are updated in place."""
 
@@ -23,7 +23,7 @@ from closed_loop.pipeline.intake.common import (
 from closed_loop.pipeline.intake.plan import flag_reason
 from closed_loop.pipeline.lead import ROLES_CHECKED, decide_leads, read_accounts
 from closed_loop.pipeline.recovery import escalate_dissatisfied_pulses
-from closed_loop.pipeline.salesforce_writes import resolve_users, upsert_cases, upsert_tasks
+from closed_loop.pipeline.salesforce_writes import create_records_once, lookup_users, upsert_cases
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +91,11 @@ class OpenPlan:
 
 
 def open_cases(sf_hook, ledger, playbook, calendar, today: date, dry_run: bool = False) -> OpenSummary:
-    """Write every planned case to Salesforce: one owner query, Case upserts, then Task upserts (step
+    """Write every planned case to Salesforce: one owner query, Case creates, then Task creates (step
     Tasks + one data-quality Task per unreported intake quarantine item), then mark them in the ledger.
+    Creates go through ``create_records_once``: a replay (a crash, a ledger restored from backup) finds
+    the records by external id and never resets a Task the LP completed or a Case's Status, Priority
+    or Owner.
 
     Salesforce calls: 1 user query + ``ceil(cases/1000)`` + ``ceil(tasks/1000)`` (Composite); none when idle.
     Per-record failures are quarantined with Salesforce's error and retried on the next run.
@@ -122,7 +125,7 @@ def open_cases(sf_hook, ledger, playbook, calendar, today: date, dry_run: bool =
     if dry_run:
         steps = sum(len(c["pending_steps"]) for c in pending)
         log.info(
-            "DRY RUN open_cases: %d case(s) to upsert %s, %d step task(s), %d data-quality alert(s) %s",
+            "DRY RUN open_cases: %d case(s) to create %s, %d step task(s), %d data-quality alert(s) %s",
             len(plan.case_rows), summary.case_keys, steps, len(alerts), [a["q_key"] for a in alerts],
         )  # fmt: skip
         summary.sf_calls = sf_hook.calls_made - calls_before
@@ -158,7 +161,8 @@ def read_owners(sf_hook, pending: list[dict], playbook) -> tuple[Owners, dict[st
     for case in pending:
         wanted.add(case["plan"]["owner_username"])
         wanted |= {s["owner_username"] for s in case["plan"]["steps"].values()}
-    users = resolve_users(sf_hook, wanted)
+    directory = lookup_users(sf_hook, wanted)
+    users = {u: directory.active(u) for u in sorted(u for u in wanted if directory.active(u))}
     return Owners({u: r["Id"] for u, r in users.items()}, fallback_user, users=users), accounts
 
 
@@ -203,7 +207,7 @@ def _store_decisions(ledger, rerouted, accounts: Mapping[str, Mapping], playbook
 
 
 def plan_open(pending: list[dict], alerts: list[dict], owners: Owners, playbook) -> OpenPlan:
-    """The Case rows to upsert (owner resolved) and the Cases already in Salesforce (pure)."""
+    """The Case rows to create (owner resolved) and the Cases already in Salesforce (pure)."""
     plan = OpenPlan(pending, alerts, owners, playbook.username(playbook.people.data_quality_owner))
     for case in pending:
         if case.get("sf_case_id"):
@@ -252,10 +256,12 @@ def step_task_rows(plan: OpenPlan, case_ids: Mapping[str, str], playbook=None, c
 
 
 def apply_open(sf_hook, ledger, plan: OpenPlan, playbook, calendar, today: date, summary) -> None:
-    """Upsert the Cases, then their step Tasks and the data-quality Tasks; record all in the ledger."""
+    """Create the Cases, then their step Tasks and the data-quality Tasks (``create_records_once``: a
+    replay updates what exists without its Status, Priority or Owner); record all in the ledger."""
     opened_at = datetime.combine(today, time.min, tzinfo=UTC)  # the logical day, never the wall clock
     case_ids = dict(plan.case_ids)
-    for res in upsert_cases(sf_hook, plan.case_rows, playbook.salesforce.case.external_id):
+    ext = playbook.salesforce.case.external_id
+    for res in create_records_once(sf_hook, "Case", ext, plan.case_rows, playbook):
         if res.ok:
             ledger.mark_case_created(res.key, res.id, opened_at=opened_at)
             case_ids[res.key] = res.id
@@ -282,10 +288,11 @@ def apply_open(sf_hook, ledger, plan: OpenPlan, playbook, calendar, today: date,
 
 
 def _write_tasks(sf_hook, task_rows, alert_keys, plan: OpenPlan, playbook, summary):
-    """Upsert the Tasks and record failures; returns ``({step key: Task id}, [reported alert keys])``."""
+    """Create the Tasks and record failures; returns ``({step key: Task id}, [reported alert keys])``."""
     created: dict[str, str] = {}
     reported: list[str] = []
-    for res in upsert_tasks(sf_hook, task_rows, playbook.salesforce.task.external_id):
+    ext = playbook.salesforce.task.external_id
+    for res in create_records_once(sf_hook, "Task", ext, task_rows, playbook):
         if res.key in alert_keys:
             if res.ok:
                 reported.append(alert_keys[res.key])
