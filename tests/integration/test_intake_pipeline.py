@@ -331,23 +331,39 @@ def test_crash_between_salesforce_and_ledger_then_rerun_yields_one_case_and_one_
     assert ledger.cases_needing_salesforce() == []
 
 
+def _backup(ledger) -> dict[str, list[dict]]:
+    """Every ledger row (what a backup holds), on SQLite or PostgreSQL."""
+    from closed_loop.ledger.models import Base
+
+    with ledger.engine.connect() as conn:
+        return {
+            t.name: [dict(r._mapping) for r in conn.execute(t.select())] for t in Base.metadata.sorted_tables
+        }
+
+
+def _restore(ledger, rows: dict[str, list[dict]]) -> None:
+    from closed_loop.ledger.models import Base
+
+    with ledger.engine.begin() as conn:
+        for table in reversed(Base.metadata.sorted_tables):
+            conn.execute(table.delete())
+        for table in Base.metadata.sorted_tables:
+            if rows[table.name]:
+                conn.execute(table.insert(), rows[table.name])
+
+
 def test_a_ledger_restored_from_backup_never_resets_what_the_lp_did_in_salesforce(surveyed_stack):
     """Issue 19 item 7: the ledger is restored from a backup taken before open_cases wrote anything, so
     the next run creates every Case and Task again. Salesforce already has them (by external id): the
     replay updates them without Status, Priority or Owner, so the Task the LP completed stays completed
     and the Case the LP reassigned and reprioritised stays as the LP left it; nothing is duplicated."""
-    import sqlite3
-
     from closed_loop.pipeline.intake import ingest_responses, open_cases
 
     stack = surveyed_stack
     with stack.connections():
         sm, sf = hooks(stack)
         ingest_responses(sm, stack.ledger, PB, CAL, TODAY)
-    path = stack.ledger.engine.url.database
-    backup = sqlite3.connect(":memory:")
-    with sqlite3.connect(path) as live:
-        live.backup(backup)  # the nightly backup: cases planned, nothing in Salesforce yet
+    backup = _backup(stack.ledger)  # the nightly backup: cases planned, nothing in Salesforce yet
     with stack.connections():
         first = open_cases(sf, stack.ledger, PB, CAL, TODAY)
     state = sandbox_state(stack)
@@ -364,9 +380,7 @@ def test_a_ledger_restored_from_backup_never_resets_what_the_lp_did_in_salesforc
     with stack.connections():  # the LP works the Case and completes a step in Salesforce
         sf.update_records("Case", [{"Id": case["Id"], **lp_case}])
         sf.update_records("Task", [{"Id": task["Id"], "Status": PB.salesforce.task.completed_status}])
-    stack.ledger.dispose()
-    with sqlite3.connect(path) as live:
-        backup.backup(live)  # the ledger restored: it has never heard of those Cases and Tasks
+    _restore(stack.ledger, backup)  # the ledger restored: it has never heard of those Cases and Tasks
     with stack.connections():
         replay = open_cases(sf, stack.ledger, PB, CAL, TODAY)
     assert replay.cases_created == 0 and replay.cases_updated == first.cases_created
