@@ -40,16 +40,16 @@ def test_broken_surveymonkey_json_stops_cleanly(world, record, fault):
 
 
 @pytest.mark.parametrize("fault", ["sf_malformed_json", "sf_truncated_json"])
-def test_broken_salesforce_json_on_an_upsert_stops_cleanly(world, monkeypatch, record, fault):
-    """The upsert ran, its reply is garbage: a typed error, and the rerun's upsert updates the same Cases."""
+def test_broken_salesforce_json_on_a_case_create_stops_cleanly(world, monkeypatch, record, fault):
+    """The create ran, its reply is garbage: a typed error, and the rerun finds and updates the same Cases."""
     intake_setup(world)
     world.notes["intake_ran"] = True
-    fault_on(monkeypatch, world, "sf.upsert_records", "case", **{fault: 1})
+    fault_on(monkeypatch, world, "sf.create_records", "case", **{fault: 1})
     with pytest.raises(SalesforceApiError, match="BAD_RESPONSE"):
         intake_run(world)
     monkeypatch.undo()
     report = _finish(world)
-    record(f"Salesforce {fault.split('_', 1)[1]} reply to the Case upsert",
+    record(f"Salesforce {fault.split('_', 1)[1]} reply to the Case create",
            "SalesforceApiError BAD_RESPONSE; next run updated the same Cases",
            **report["totals"])  # fmt: skip
 
