@@ -8,7 +8,7 @@ from typing import Any
 
 from sandbox import org, simulation, surveymonkey, webhooks
 from sandbox.reply import Reply, Request
-from sandbox.state import SandboxState, iso, parse_ts
+from sandbox.state import SandboxState, iso, parse_ts, sm_datetime
 
 FAULTS = {  # name -> kind: count (decrements as it fires), bool (until cleared), list, number
     "sf_5xx": "count",
@@ -112,6 +112,22 @@ def _messages(state: SandboxState) -> list[dict]:
     return out
 
 
+def _reword(state: SandboxState, req: Request) -> Reply:
+    """Edit a question's heading as the survey's owner would ({survey_id, heading, new_heading}): the
+    survey's date_modified becomes the sandbox clock's now."""
+    body, bad = _json(req)
+    if bad:
+        return bad
+    survey = state.data["sm"]["surveys"].get(str(body.get("survey_id")))
+    questions = [q for p in (survey or {}).get("pages", []) for q in p["questions"]]
+    match = [q for q in questions if q["headings"][0]["heading"] == body.get("heading")]
+    if not match:
+        return Reply(404, {"error": "no such survey question"})
+    match[0]["headings"][0]["heading"] = str(body.get("new_heading"))
+    survey["date_modified"] = sm_datetime(state.now)
+    return Reply(200, {"survey_id": survey["id"], "date_modified": survey["date_modified"]})
+
+
 def handle(state: SandboxState, req: Request) -> Reply:
     path = req.path.strip("/")
     data = state.data
@@ -136,6 +152,7 @@ def handle(state: SandboxState, req: Request) -> Reply:
         ("POST", "config"): lambda: _config(state, req),
         ("GET", "org"): lambda: org.handle(state, "GET", {}),
         ("POST", "org"): lambda: _org(state, req),
+        ("POST", "surveys/reword"): lambda: _reword(state, req),
     }
     if path.startswith("records/") and req.method == "GET":
         sobject = path.split("/", 1)[1]

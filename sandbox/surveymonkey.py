@@ -184,14 +184,19 @@ def _me(state: SandboxState, req: Request) -> Reply:
     return Reply(200, {**_sm(state)["user"], "href": _href(req, "users/me")})
 
 
+SURVEY_INCLUDE = ("response_count", "date_created", "date_modified", "language", "question_count")
+
+
 def _surveys(state: SandboxState, req: Request) -> Reply:
     title = req.params.get("title", "").lower()
+    extra = [f for f in req.params.get("include", "").split(",") if f in SURVEY_INCLUDE]  # documented fields
     items = [
         {
             "id": s["id"],
             "title": s["title"],
             "nickname": s["nickname"],
             "href": _href(req, f"surveys/{s['id']}"),
+            **{f: s.get(f) for f in extra},
         }
         for s in _sm(state)["surveys"].values()
         if title in s["title"].lower()

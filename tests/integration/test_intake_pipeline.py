@@ -768,3 +768,35 @@ def test_an_alarm_about_a_refused_case_is_closed_once_the_case_exists(surveyed_s
     assert {t["Status"] for t in alarms(state)} == {PB.salesforce.task.completed_status}
     assert {c["Survey_Response_Id__c"] for c in survey_cases(state)} >= refused
     assert run_intake(stack)[1].alerts_closed == 0  # closed once
+
+
+def test_survey_details_are_read_again_only_when_the_survey_changed(stack):
+    """Issue 18: intake read the survey's /details on every run with responses. It keeps them in the
+    ledger with the survey's date_modified and, on a later run, lists the surveys' date_modified (one
+    call for every survey) instead; a reworded question moves date_modified, so drift is still caught."""
+    surveyed(stack, days=2)
+    run_intake(stack)  # the first run reads the details and keeps them
+    details, listing = "GET /surveys/{id}/details", "GET /surveys"
+
+    def later_run():
+        advance(stack, advance_days=2)  # more respondents answer
+        stack.sandbox.admin("POST", "counters/reset")
+        ingest, _, sm, _ = run_intake(stack)
+        assert ingest.fetched > 0, "the scenario needs responses on every run"
+        return ingest, sm, stack.sandbox.admin("GET", "counters")["sm"]["endpoints"]
+
+    ingest, sm, calls = later_run()
+    assert calls.get(details, 0) == 0 and calls[listing] == 1  # the kept copy is still current
+    assert sm.calls_made == calls["GET /surveys/{id}/responses/bulk"] + 1  # pages + the list, no details
+    resolved = PB.triggers.unresolved_issue.question
+    survey_id = main_survey(sandbox_state(stack))["id"]
+    reword = {"survey_id": survey_id, "heading": resolved, "new_heading": "Were all your issues resolved?"}
+    stack.sandbox.admin("POST", "surveys/reword", reword)  # the org edits its survey
+    ingest, _, calls = later_run()
+    assert calls[details] == 1 and calls[listing] == 1  # changed: read again
+    quarantine = stack.ledger.read_frame("quarantine")
+    drift = quarantine[quarantine["q_key"].str.startswith("intake:drift:")]
+    assert sorted(p["key"] for p in drift["payload"]) == [
+        "topics.by_heading." + resolved,
+        "triggers.unresolved_issue.question",
+    ]

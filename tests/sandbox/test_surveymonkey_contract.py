@@ -67,6 +67,28 @@ def test_surveys_details_shape(sandbox, sm, main_survey):
     assert questions[2]["answers"]["other"]["text"] == "Other (please specify)"
     assert [c["text"] for c in questions[3]["answers"]["choices"]] == [str(i) for i in range(11)]
     assert (questions[6]["family"], questions[6]["subtype"]) == ("open_ended", "essay")
+    assert "date_modified" not in listing["data"][0]  # only on request (documented ``include``)
+    dated = sm.get(f"{base}/surveys", params={"include": "date_modified"}).json()["data"]
+    assert {s["id"]: s["date_modified"] for s in dated}[main_survey] == details["date_modified"]
+
+
+def test_an_edited_survey_has_a_new_date_modified(sandbox, sm, main_survey):
+    from datetime import datetime
+
+    base = sandbox.sm_base_url
+    before = sm.get(f"{base}/surveys/{main_survey}/details").json()
+    heading = before["pages"][0]["questions"][1]["headings"][0]["heading"]
+    edit = {"survey_id": main_survey, "heading": heading, "new_heading": "Reworded?"}
+    sandbox.admin("POST", "surveys/reword", edit)
+    after = sm.get(f"{base}/surveys/{main_survey}/details").json()
+    sandbox.admin("POST", "surveys/reword", {**edit, "heading": "Reworded?", "new_heading": heading})  # undo
+    assert after["pages"][0]["questions"][1]["headings"][0]["heading"] == "Reworded?"
+    now = datetime.fromisoformat(sandbox.admin("GET", "clock")["now"].replace("Z", "+00:00"))
+    assert (
+        datetime.fromisoformat(after["date_modified"])
+        == now
+        != datetime.fromisoformat(before["date_modified"])
+    )
 
 
 def test_collectors_messages_recipients_and_send(sandbox, sm, sf, main_survey):

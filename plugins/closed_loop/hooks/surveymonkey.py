@@ -353,6 +353,12 @@ class SurveyMonkeyHook(BaseHook):
     def survey_details(self, survey_id: str) -> dict:
         return self.request("GET", f"/surveys/{survey_id}/details")
 
+    def survey_versions(self) -> dict[str, str | None]:
+        """``{survey id: date_modified}`` of every survey of the account: one call per 1,000 surveys
+        (``GET /surveys?include=date_modified``), to tell whether a survey changed since it was read."""
+        surveys = self.paginate("/surveys", {"include": "date_modified"}, per_page=1000)
+        return {str(s.get("id")): s.get("date_modified") for s in surveys}
+
     def get_or_create_email_collector(self, survey_id: str, name: str) -> dict:
         """The survey's open email collector named ``name``, created when missing (so reruns reuse it)."""
         for collector in self.paginate(f"/surveys/{survey_id}/collectors", {"include": "type,status"}):

@@ -234,6 +234,17 @@ class Watermark(Base):
     updated_at = _ts(nullable=False, default=utcnow)
 
 
+class SurveyDetails(Base):
+    """The /details document intake last read per survey, with the survey's date_modified then: read
+    again only when the surveys list shows another date_modified."""
+
+    __tablename__ = "survey_details"
+    survey_id = mapped_column(String(64), primary_key=True)
+    date_modified = mapped_column(String(64), nullable=True)
+    details = mapped_column(JSON, nullable=False)
+    fetched_at = _ts(nullable=False, default=utcnow)
+
+
 class ApiUsage(Base):
     """API calls per run and external system (salesforce | surveymonkey)."""
 

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from sqlalchemy import delete, exists, select
 
 from .core import LedgerCore, as_dict
-from .models import Answer, Case, Response, SurveySend, Trigger
+from .models import Answer, Case, Response, SurveyDetails, SurveySend, Trigger
 from .types import utcnow
 from .upsert import update_rows, upsert
 
@@ -125,3 +125,20 @@ class ResponsesMixin(LedgerCore):
         stmt = select(Response.raw).where(Response.response_id.in_(ids)).order_by(Response.response_id)
         with self.session() as s:
             return [raw for raw in s.scalars(stmt) if isinstance(raw, dict)]
+
+    def survey_details_kept(self, survey_id: str) -> tuple[str | None, dict] | None:
+        """``(date_modified, details)`` of the survey's /details document as last read, if kept."""
+        with self.session() as s:
+            row = s.get(SurveyDetails, survey_id)
+            return (row.date_modified, row.details) if row else None
+
+    def keep_survey_details(self, survey_id: str, date_modified: str | None, details: dict) -> None:
+        """Keep the survey's /details document with the survey's ``date_modified`` (replaces the last)."""
+        row = {
+            "survey_id": survey_id,
+            "date_modified": date_modified,
+            "details": details,
+            "fetched_at": utcnow(),
+        }
+        with self.session() as s:
+            upsert(s, SurveyDetails, [row], ["survey_id"])

@@ -30,9 +30,11 @@ def ingest_responses(
     watermark it reaches before the next is fetched, so memory stays flat with the backlog and a crash
     resumes after the last chunk recorded.
 
-    SurveyMonkey calls: ``ceil(n/100)`` response pages per polled survey (one when nothing is new), one
-    details call per survey that returned responses, one title lookup per survey ever (cached). The pulse
-    survey is polled only while a recovery pulse sent within ``recovery.answer_window_days`` is unanswered.
+    SurveyMonkey calls: ``ceil(n/100)`` response pages per polled survey (one when nothing is new); when
+    any survey returned responses, one surveys list (``date_modified`` of both surveys) and a details
+    call only for a survey read for the first time or edited since (the ledger keeps the last copy); one
+    title lookup per survey ever (cached). The pulse survey is polled only while a recovery pulse sent
+    within ``recovery.answer_window_days`` is unanswered.
 
     ``now`` (the run's logical time; None skips it) enables the abandoned-partial check: a partial
     response with a negative answer not completed within ``intake.partial_grace_hours`` opens its Case

@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from closed_loop.hooks.errors import SurveyMonkeyNotFound
 from closed_loop.pipeline.intake import fetch
-from closed_loop.pipeline.intake.common import RECOVERY_PREFIX, Problem
+from closed_loop.pipeline.intake.common import RECOVERY_PREFIX, Problem, as_text, parse_ts
 from closed_loop.pipeline.intake.fetch import (
     abandoned_chunks,
     abandoned_window,
@@ -51,19 +51,50 @@ class IntakeInputs:
 
 
 @dataclass
+class _Versions:
+    """Every survey's ``date_modified``, listed at most once per run (when a kept copy is checked)."""
+
+    found: dict[str, str | None] | None = None
+
+    def of(self, sm_hook, survey_id: str) -> str | None:
+        if self.found is None:
+            self.found = sm_hook.survey_versions()
+        return self.found.get(survey_id)
+
+
+@dataclass
 class _Survey:
     """One polled survey: its id and its details, read once per run (on its first response)."""
 
     ref: object
     main: bool
+    versions: _Versions
+    dry_run: bool = False
     id: str | None = None
     details: dict | None = None
 
-    def details_for(self, sm_hook, playbook, problems: list[Problem]) -> dict:
+    def details_for(self, sm_hook, ledger, playbook, problems: list[Problem]) -> dict:
         if self.details is None:
-            self.details = sm_hook.survey_details(self.id)
+            self.details = current_details(sm_hook, ledger, self.id, self.versions, self.dry_run)
             problems += _drift_problems(self.details, self.id, playbook, main=self.main)
         return self.details
+
+
+def current_details(sm_hook, ledger, survey_id: str, versions: _Versions, dry_run: bool = False) -> dict:
+    """The survey's /details document: the ledger's copy while the surveys list shows the survey's
+    ``date_modified`` unchanged (one list call per run covers every survey), else read again and kept.
+    Editing a survey (a reworded question) moves its ``date_modified``, so drift checks see every change."""
+    kept = ledger.survey_details_kept(survey_id)
+    if kept and _same_time(kept[0], versions.of(sm_hook, survey_id)):
+        return kept[1]
+    details = sm_hook.survey_details(survey_id)
+    if not dry_run and isinstance(details, dict):
+        ledger.keep_survey_details(survey_id, as_text(details.get("date_modified")), details)
+    return details
+
+
+def _same_time(kept: str | None, listed: str | None) -> bool:
+    return parse_ts(kept) is not None and parse_ts(kept) == parse_ts(listed)
 
 
 def read_chunks(
@@ -72,7 +103,8 @@ def read_chunks(
     """The responses changed since the watermarks, chunk by chunk (record each before the next): the
     main survey's, its abandoned partials (with ``now``), the pulse survey's while a pulse sent within
     ``recovery.answer_window_days`` is unanswered, then negatives a crashed run left without a case."""
-    main = _Survey(playbook.surveys.main, main=True)
+    versions = _Versions()
+    main = _Survey(playbook.surveys.main, main=True, versions=versions, dry_run=dry_run)
     main.id = resolve_survey_id(sm_hook, ledger, main.ref, dry_run)
     if main.id is None:
         raise LookupError(f"no SurveyMonkey survey titled {playbook.surveys.main.title!r}")
@@ -82,7 +114,7 @@ def read_chunks(
         yield from _abandoned(sm_hook, ledger, playbook, main, now)
     window_start = datetime.combine(today - timedelta(days=playbook.recovery.answer_window_days), time(), UTC)
     if ledger.recovery_pulse_unanswered_since(window_start):
-        pulse = _Survey(playbook.surveys.recovery_pulse, main=False)
+        pulse = _Survey(playbook.surveys.recovery_pulse, main=False, versions=versions, dry_run=dry_run)
         pulse.id = resolve_survey_id(sm_hook, ledger, pulse.ref, dry_run)
         if pulse.id:
             yield from _changed(sm_hook, ledger, playbook, pulse, set())
@@ -140,11 +172,11 @@ def _chunk(sm_hook, ledger, playbook, survey: _Survey, raws, mark, problems, fet
     """One chunk's inputs: the survey's details (first chunk with responses) and the joined ledger rows."""
     if survey.main:
         got = IntakeInputs(survey.id, raws, mark, fetched=fetched)
-        got.main_details = survey.details_for(sm_hook, playbook, problems) if raws else None
+        got.main_details = survey.details_for(sm_hook, ledger, playbook, problems) if raws else None
     else:
         got = IntakeInputs("", [], None, pulse_id=survey.id, pulse_raw=raws, pulse_mark=mark)
         got.fetched = got.recovery_fetched = fetched
-        got.pulse_details = survey.details_for(sm_hook, playbook, problems) if raws else None
+        got.pulse_details = survey.details_for(sm_hook, ledger, playbook, problems) if raws else None
     got.malformed = problems
     _join_ledger(ledger, got)
     return got
