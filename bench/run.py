@@ -420,8 +420,7 @@ def _events(args, results: dict, root: Path) -> None:
         before = json.loads(args.before_from.read_text())
         keep = ("seconds", "step_cpu_seconds", "cpu_seconds", "sandbox_cpu_seconds", "peak_rss_mb", "out")
         results["before_ledger_batching"] = {
-            "what": "the same code with the ledger's batched writes reverted (git revert d95628e 7d6111e), "
-            "same bench, same machine",
+            "what": before.get("label", "the same code with the ledger's batched writes reverted"),
             "measured_on": before["environment"]["when"],
             "load_average": before["environment"].get("load_average"),
             "scales": {
