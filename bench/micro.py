@@ -38,9 +38,13 @@ out = {"responses": n}
 t0 = time.process_time(); parsed = [json.loads(p) for p in pages]; s = time.process_time() - t0
 out["json_parse"] = {"seconds": round(s, 3), "per_second": round(n / max(s, 1e-9))}
 del parsed
-for name, fn in (("vectorised", score_responses), ("naive", score_responses_naive)):
-    t0 = time.process_time(); result = fn(details, responses, pb); s = time.process_time() - t0
-    out[name] = {"seconds": round(s, 3), "per_second": round(n / s), "negatives": len(result.negatives())}
+sample = responses[: min(n, 2000)]  # the per-answer reference loop: on a sample (its cost is per response)
+runs = (("vectorised", score_responses, responses), ("vectorised_sample", score_responses, sample),
+        ("naive", score_responses_naive, sample))
+for name, fn, rs in runs:
+    t0 = time.process_time(); result = fn(details, rs, pb); s = time.process_time() - t0
+    out[name] = {"responses": len(rs), "seconds": round(s, 3), "per_second": round(len(rs) / s),
+                 "negatives": len(result.negatives())}
 print(json.dumps(out))
 """
 
@@ -133,7 +137,7 @@ def scoring_throughput(n: int) -> dict:
         capture_output=True, text=True, check=True, cwd=REPO,
     )  # fmt: skip
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    out["speedup"] = round(out["naive"]["seconds"] / out["vectorised"]["seconds"], 1)
+    out["speedup"] = round(out["naive"]["seconds"] / out["vectorised_sample"]["seconds"], 1)  # same responses
     # CPU time of flatten + every trigger + explanations vs json.loads of the same pages, one process
     out["ratio_to_json_parse"] = round(
         out["vectorised"]["seconds"] / max(out["json_parse"]["seconds"], 1e-9), 1

@@ -415,8 +415,9 @@ def markdown(results: dict) -> str:
     ]
     if "scoring" in results:
         sc = results["scoring"]
-        rows = [[k, sc["responses"], sc[k]["seconds"], sc[k]["per_second"], sc[k].get("negatives", "")]
-                for k in ("json_parse", "vectorised", "naive") if k in sc]  # fmt: skip
+        rows = [[k, sc[k].get("responses", sc["responses"]), sc[k]["seconds"], sc[k]["per_second"],
+                 sc[k].get("negatives", "")]
+                for k in ("json_parse", "vectorised", "vectorised_sample", "naive") if k in sc]  # fmt: skip
         parts += [
             "## Scoring (CPU time, one process, same synthetic responses)",
             "",
@@ -425,7 +426,7 @@ def markdown(results: dict) -> str:
             f"`score_responses` (flatten + every trigger + explanations) takes "
             f"{sc.get('ratio_to_json_parse', '-')}x the CPU time of `json.loads` of the same pages (100 "
             f"responses each); it is {sc['speedup']}x the per-answer loop `score_responses_naive` (the "
-            "reference, same negatives).",
+            "reference, same negatives), compared on the first 2,000 responses (`vectorised_sample`).",
             "",
         ]
     if "dag_parse" in results:
@@ -655,7 +656,9 @@ def _brief(out: dict) -> str:
 def _calls_over_minimum(scales: dict) -> list[str]:
     """Each step/system whose measured calls exceed 1.1x the documented minimum."""
     return [
-        f"{step}/{system} at {name}: {v['measured']} calls vs minimum {v['min']} ({v['ratio']}x)"
+        f"{step}/{system} at {name}: {v['measured']} calls vs minimum {v['min']} ({v['ratio']}x; "
+        + ", ".join(f"{e} {n}" for e, n in r["calls"][system]["endpoints"].items())
+        + f"; minimum {v['fixed_min']} lookup(s) + {v['variable_min']} for the volume)"
         for name, scale in scales.items()
         for step, r in scale["steps"].items()
         for system, v in r.get("vs_min", {}).items()

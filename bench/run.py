@@ -444,7 +444,7 @@ def _measure(args, results: dict, root: Path, phase) -> None:
         phase(f"scale {scale.name}")
         _save(args.out, results)  # partial results survive a later failure
     print("scoring throughput", flush=True)
-    results["scoring"] = micro.scoring_throughput(2_000 if args.quick else 10_000)
+    results["scoring"] = micro.scoring_throughput(2_000 if args.quick else 20_000)
     phase("scoring")
     print("DAG parse time", flush=True)
     results["dag_parse"] = micro.dag_parse_times(

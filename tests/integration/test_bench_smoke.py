@@ -45,7 +45,9 @@ def test_results_have_every_section(results):
     (scale,) = results["scales"].values()
     assert set(scale["steps"]) == STEPS
     assert {"sm_responses", "sf_tasks", "full_volume"} <= set(scale["naive"])
-    assert results["scoring"]["vectorised"]["negatives"] == results["scoring"]["naive"]["negatives"]
+    scoring = results["scoring"]
+    assert scoring["vectorised_sample"]["negatives"] == scoring["naive"]["negatives"]  # same responses
+    assert scoring["vectorised"]["negatives"] >= scoring["naive"]["negatives"]
     assert "(empty DAG)" in results["dag_parse"]
 
 
