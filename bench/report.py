@@ -188,7 +188,10 @@ def targets(results: dict) -> dict:
             r, where = max(rows)
             put("dag_parse.ratio_to_empty_operator_dag", "<= 1.2 for each DAG file", r, r <= 1.2, where)
     if "runtime_seconds" in results:
-        put("bench.runtime_seconds", "< 600 s", results["runtime_seconds"], results["runtime_seconds"] < 600)
+        ran = list(results.get("scales", {}))
+        full = "100x" in ran
+        put("bench.runtime_seconds", "< 600 s with the 100x scale", results["runtime_seconds"],
+            results["runtime_seconds"] < 600 if full else None, "scales run: " + ", ".join(ran))  # fmt: skip
     return out
 
 
