@@ -551,7 +551,19 @@ def _celery_section(results: dict) -> list[str]:
             f"({v['intake_startup_share_incl_background']:.0%} counting the idle background). Tasks that "
             f"overlapped in phase A: {', '.join(v['overlapping_tasks_phase_A']) or 'none'}."
         )
-    out += ["", *day.get("notes", []), ""]
+    out += [
+        "",
+        "What parallelises: runs of different DAGs that call different systems (with 2 slots "
+        "`survey_dispatch.sync_go_lives` (Salesforce) ran beside `response_intake.ingest_responses` "
+        "(SurveyMonkey)); Salesforce tasks share the `salesforce_api` pool (4 slots), SurveyMonkey tasks "
+        "`surveymonkey_api` (2 slots: 120 calls/min and one 500/day budget, so more slots buy no "
+        "throughput). What must not: two response_intake runs (`max_active_runs=1`: one watermark, "
+        "responses recorded in order), and the tasks inside a run, which are chained because each reads "
+        "what the previous one wrote (sync -> invites -> reminders; ingest -> open_cases; read_back -> "
+        "progress_and_escalate -> pulses -> digest). On this shared 2-core machine a second slot shortens "
+        "queueing (a task waiting for the slot) more than it shortens a phase.",
+        "",
+    ]
     return out
 
 
