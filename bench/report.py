@@ -393,6 +393,11 @@ def markdown(results: dict) -> str:
         "tracked records actually returned (first read: all; next day: those changed).",
         "- API limits are switched off while measuring (`sm_minute_limit`/`sm_day_limit`/`sf_daily_limit` "
         "1e9); the budget section switches them back on.",
+        "- Modes: `make bench` runs the three scales, scoring, DAG parse and the budget demo (target: under "
+        "10 minutes). Slower or one-off measurements run on their own and are carried over into each "
+        "`make bench` results file with the date they were measured: `python bench/run.py --celery` (a 100x "
+        "day on the Celery stack, ~10 minutes), `--events` (event-driven intake on the real Celery path, ~6 "
+        "minutes), `--before-from RESULTS` (a run of the code with per-row ledger writes, the A/B before).",
         "",
         "## API calls per pipeline run vs the documented minimum",
         "",
