@@ -407,10 +407,9 @@ def _events(args, results: dict, root: Path) -> None:
     """Sections measured by their own modes, carried over from the results file this run rewrites (each
     says when it was measured): event-driven intake (``--events``: the real Celery path, ~6 minutes), the
     Celery day (``--celery``), the per-row-ledger A/B (``--before-from``)."""
-    previous = json.loads(args.out.read_text()) if args.out.exists() else {}
-    for key in CARRIED:
-        if key in previous:
-            results[key] = previous[key]
+    for key in CARRIED:  # read before the first partial save overwrote the file (main)
+        if key in args.previous:
+            results[key] = args.previous[key]
     results.get("event_intake", {}).setdefault("measured_on", "2026-12-01 (bench/events.py)")
     if args.events:
         print("event-driven intake (bench/events.py)", flush=True)
@@ -551,6 +550,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.celery:
         return _celery(args)
+    args.previous = json.loads(args.out.read_text()) if args.out.exists() else {}
     started = time.perf_counter()
     results: dict = {"environment": environment(), "quick": args.quick, "scales": {}, "phase_seconds": {}}
     last = [started]
