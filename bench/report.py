@@ -791,6 +791,20 @@ def findings(results: dict) -> list[str]:
             "every run "
             "also pays a survey-details call. Those fixed per-run calls, not volume, are most of the budget."
         )
+    big = list(scales.values())[-1] if scales else None
+    esc = (big or {}).get("steps", {}).get("escalations")
+    if esc and "error" not in esc["out"]:
+        emails = (esc["out"].get("emails") or {}).get("sent", 0)
+        out.append(
+            f"- escalations at {list(scales)[-1]}: {esc['step_cpu_seconds']} CPU s ({esc['seconds']} s wall) "
+            f"for {esc['out'].get('tasks_upserted', 0):,} Tasks in {esc['calls']['sf']['total']} Salesforce "
+            "calls and "
+            f"{emails:,} notification emails. Each email is sent crash-safely one at a time (an intent row "
+            "committed, one SMTP session, the sent mark committed: `pipeline/outbox.send_once`); a py-spy "
+            "profile of the 100x step (2026-12-02 07:27) put 92% of its samples in `_send_notices`, a third "
+            "of them in SQLite commits: that, not the ledger's batched writes, is what keeps the step from "
+            "2x."
+        )
     if "scoring" in results and "ratio_to_json_parse" in results["scoring"]:
         sc = results["scoring"]
         out.append(

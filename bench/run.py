@@ -573,6 +573,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.doc:
         args.doc.parent.mkdir(parents=True, exist_ok=True)
         args.doc.write_text(report.markdown(results) + events.markdown(results))
+    print("\ntargets (issue 18):")
+    for key, t in results["targets"].items():
+        verdict = {True: "pass", False: "FAIL", None: "n/a"}[t["pass"]]
+        note = f"; {t['note']}" if t["note"] else ""
+        print(f"  {verdict:4}  {key} = {t['measured']}  (target {t['target']}){note}")
     print(f"wrote {args.out} and {args.doc} in {results['runtime_seconds']} s")
     return 0
 

@@ -64,9 +64,18 @@ def test_measured_calls_are_never_below_the_theoretical_minimum(results):
     assert scale["steps"]["escalations"]["out"]["breaches"] > 0
 
 
+def test_every_step_reports_wall_and_cpu_time(results):
+    (scale,) = results["scales"].values()
+    for step, result in scale["steps"].items():
+        assert result["step_cpu_seconds"] >= 0 and result["sandbox_cpu_seconds"] >= 0, step
+        assert result["cpu_seconds"] >= result["step_cpu_seconds"] - 0.05, step  # the process covers the step
+
+
 def test_naive_baseline_makes_one_call_per_record(results):
     (scale,) = results["scales"].values()
     for key in ("sm_responses", "sf_tasks"):
         out = scale["naive"][key]["out"]
         assert out["naive"]["records"] > 0
         assert out["naive"]["calls"] >= out["naive"]["records"] > out["bulk"]["calls"]
+        full = scale["naive"]["full_volume"]["responses" if key == "sm_responses" else "tasks"]
+        assert scale["naive"][key]["extrapolated"]["naive_calls"] >= full  # one call per record, extrapolated
