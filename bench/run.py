@@ -333,8 +333,9 @@ def run_scale(scale: Scale, root: Path, quick: bool, prebuilt=None) -> dict:
                 result["ratio_to_documented_min"] = {s: v["ratio"] for s, v in result["vs_min"].items()}
                 out["steps"][step] = result
                 print(
-                    f"  [{scale.name}] {step}: {result['seconds']} s wall, {result.get('cpu_seconds')} s CPU "
-                    f"(+ sandbox {result['sandbox_cpu_seconds']} s), calls "
+                    f"  [{scale.name}] {step}: {result['seconds']} s wall, "
+                    f"{result.get('step_cpu_seconds')} s CPU (+ sandbox {result['sandbox_cpu_seconds']} s), "
+                    "calls "
                     f"{ {s: r['measured'] for s, r in result['vs_min'].items()} }, "
                     f"min { {s: r['min'] for s, r in result['vs_min'].items()} }",
                     flush=True,
