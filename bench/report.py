@@ -760,12 +760,14 @@ def findings(results: dict) -> list[str]:
     ]
     if naive:
         text = "; ".join(
-            f"{name} {'SM reads' if key == 'sm_responses' else 'SF Task writes'} "
-            f"{o['naive']['calls'] / max(1, o['bulk']['calls']):.0f}x calls, "
-            f"{o['naive']['seconds'] / max(o['bulk']['seconds'], 1e-9):.0f}x time"
+            f"{name} {'SM reads' if key == 'sm_responses' else 'SF Task writes'}: {o['naive']['records']} "
+            f"records in {o['naive']['calls']} calls vs {o['bulk']['calls']} "
+            f"({o['naive']['seconds'] / max(o['bulk']['seconds'], 1e-9):.0f}x the time)"
+            + (f", at the full {x['records']:,}: {x['naive_calls']:,} calls, ~{x['naive_seconds']:,.0f} s"
+               if (x := scales[name]["naive"][key].get("extrapolated")) else "")
             for name, key, o in naive
-        )
-        out.append(f"- Naive vs bulk on the same records: {text}.")
+        )  # fmt: skip
+        out.append(f"- Naive (one call per record) vs bulk on the same records: {text}.")
     demo = results.get("sm_budget")
     if demo:
         carried = [r for r in demo["runs"] if r["out"].get("carried_over")]
