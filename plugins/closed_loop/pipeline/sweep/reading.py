@@ -178,11 +178,13 @@ def apply_read_back(ledger, got: ReadBack) -> None:
     ledger.record_step_status(got.step_updates)
     if got.contacts:
         ledger.upsert_contacts(got.contacts.values())
-    for kind, key, sf_id in got.missing:
-        ledger.quarantine(
-            f"sla_sweep:{kind}:{key}",
-            "sla_sweep",
-            sf_id,
-            f"{kind.replace('_', ' ')} in Salesforce (deleted?)",
-            {"key": key},
-        )
+    ledger.quarantine_all(
+        {
+            "q_key": f"sla_sweep:{kind}:{key}",
+            "source": "sla_sweep",
+            "record_id": sf_id,
+            "reason": f"{kind.replace('_', ' ')} in Salesforce (deleted?)",
+            "payload": {"key": key},
+        }
+        for kind, key, sf_id in got.missing
+    )
