@@ -123,6 +123,7 @@ def test_webhooks_make_cases_within_a_minute_and_reconciliation_catches_lost_one
         assert not later & set(ev.case_seen)
         ev.set_reconcile_schedule("* * * * *")
         ev.wait_for_cases(later, timeout=300)
+        ev.cluster._wait(ev.idle, 240, "the reconciliation run")  # its Tasks follow the Cases in the same run
         reconciled = [r for r in ev.runs()[runs_before:] if r["run_type"] == "scheduled"]
         assert reconciled, "a reconciliation (timetable) run created them"
         _assert_exactly_once(ev, first | later)

@@ -27,7 +27,7 @@ def pg_world(tmp_path, pg_database_url):
 RACES = [
     pytest.param("dispatch", "ledger.mark_send_intent", id="send_invites-claim"),
     pytest.param("reminders", "ledger.claim_reminders", id="send_reminders-claim"),
-    pytest.param("intake", "sf.upsert_records", id="open_cases-upsert"),
+    pytest.param("intake", "sf.create_records", id="open_cases-create"),
     pytest.param("sweep", "ledger.email_intent", id="sweep-email-intent"),
 ]
 

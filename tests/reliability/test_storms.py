@@ -79,7 +79,7 @@ def test_sm_5xx_on_the_send_stops_the_run_and_the_next_run_reconciles(world, mon
 def test_sf_5xx_runs_during_case_upserts(world, monkeypatch, record, count):
     intake_setup(world)
     world.notes["intake_ran"] = True
-    fault_on(monkeypatch, world, "sf.upsert_records", "case", sf_5xx=count)
+    fault_on(monkeypatch, world, "sf.create_records", "case", sf_5xx=count)
     if count < world.sf.max_attempts:
         ingest, opened = intake_run(world)
         assert opened.cases_created == ingest.cases_planned > 0
@@ -91,7 +91,7 @@ def test_sf_5xx_runs_during_case_upserts(world, monkeypatch, record, count):
         result = "run stopped with a typed error; next run completed"
     monkeypatch.undo()
     report = _finish(world, "intake")
-    record(f"Salesforce 500/503 x{count} on the Case upsert", result, **report["totals"])
+    record(f"Salesforce 500/503 x{count} on the Case create", result, **report["totals"])
 
 
 def test_slow_send_past_the_timeout_is_reconciled_not_resent(world, monkeypatch, record):
@@ -117,18 +117,18 @@ def test_slow_salesforce_upserts_past_the_timeout(world, monkeypatch, record):
     intake_setup(world)
     world.notes["intake_ran"] = True
     with_timeout(monkeypatch, world, 0.5)
-    fault_on(monkeypatch, world, "sf.upsert_records", "case", slow_ms=1200)
+    fault_on(monkeypatch, world, "sf.create_records", "case", slow_ms=1200)
     with pytest.raises(SalesforceApiError, match="TIMEOUT"):
         intake_run(world)
     report = _finish(world, "intake")
-    record("Salesforce upserts slower than the 0.5 s timeout (4 attempts, each executed server-side)",
+    record("Salesforce Case creates slower than the 0.5 s timeout (4 attempts, each executed server-side)",
            "run failed with TIMEOUT; next run upserted the same records", **report["totals"])  # fmt: skip
 
 
 def test_session_expires_mid_batch(world, monkeypatch, record):
     intake_setup(world)
     world.notes["intake_ran"] = True
-    fault_on(monkeypatch, world, "sf.upsert_records", "task", sf_expire_session=True)
+    fault_on(monkeypatch, world, "sf.create_records", "task", sf_expire_session=True)
     with pytest.raises(SalesforceSessionExpired) as err:
         intake_run(world)  # Cases went in, the Task call is refused
     assert world.stack.sandbox.sf_access_token not in str(err.value)
@@ -142,7 +142,7 @@ def test_per_record_failures_inside_a_200_record_collection(big_world, monkeypat
     w = big_world
     intake_setup(w)
     w.notes["intake_ran"] = True
-    fault_on(monkeypatch, w, "sf.upsert_records", "task", sf_collection_fail_indexes=[0, 99, 199])
+    fault_on(monkeypatch, w, "sf.create_records", "task", sf_collection_fail_indexes=[0, 99, 199])
     ingest, opened = intake_run(w)
     assert opened.tasks_created + opened.failures >= 200, "one full 200-record collection"
     assert opened.failures == 3
@@ -201,7 +201,7 @@ def test_surveymonkey_daily_budget_spent_at_the_send(world, monkeypatch, record)
 def test_salesforce_daily_budget_spent_mid_run(world, monkeypatch, record):
     intake_setup(world)
     world.notes["intake_ran"] = True
-    fault_on(monkeypatch, world, "sf.upsert_records", "task", sf_request_limit_exceeded=True)
+    fault_on(monkeypatch, world, "sf.create_records", "task", sf_request_limit_exceeded=True)
     with pytest.raises(SalesforceBudgetExhausted):
         intake_run(world)
     report = _finish(world, "intake")
