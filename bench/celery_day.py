@@ -1,7 +1,7 @@
 """A 100x day on the Celery stack (``python bench/run.py --celery``; not part of ``make bench``: ~15 min).
 
-For each worker concurrency (1, then 2 task slots on one Celery worker: two workers' worth of slots on this
-2-core machine), a fresh 100x org with one day's responses (550: a quarter's 50,000 / 91 days) in a fresh
+With one Celery worker, then two (separate ``airflow celery worker`` processes, one task slot each), a fresh
+100x org with one day's responses (550: a quarter's 50,000 / 91 days) in a fresh
 sandbox, a PostgreSQL ledger and a CeleryExecutor Airflow (``devtools.distributed``: api-server, scheduler,
 dag-processor, Celery worker on Redis). The day, as DAG runs triggered with their logical dates:
 
@@ -107,12 +107,23 @@ def _overlaps(tasks: list[dict]) -> list[str]:
     )
 
 
-def _one(root: Path, concurrency: int, idle_runs: int) -> dict:
+def _second_worker(cluster) -> None:
+    """A second ``airflow celery worker`` process on the same broker (its own Celery node name)."""
+    cluster._spawn(  # noqa: SLF001 - the harness starts one worker; a second one the same way
+        "celery-worker-2",
+        ["celery", "worker", "--concurrency", "1", "--celery-hostname", f"{cluster.worker_name}-2@%h"],
+        role="worker",
+    )
+    ready = lambda: "ready" in cluster.log_text("celery-worker-2")  # noqa: E731
+    cluster._wait(ready, 300, "second celery worker ready")  # noqa: SLF001
+
+
+def _one(root: Path, workers: int, idle_runs: int) -> dict:
     from devtools import mail_sink
     from devtools.distributed import DistributedAirflow
     from sandbox.testing import run_sandbox
 
-    workdir = root / f"celery-{concurrency}"
+    workdir = root / f"celery-{workers}"
     workdir.mkdir(parents=True)
     t0 = time.monotonic()
     world = build_world(workdir, DAY)
@@ -130,9 +141,12 @@ def _one(root: Path, concurrency: int, idle_runs: int) -> dict:
                 "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
             }  # only the runs triggered here
             cluster = DistributedAirflow(workdir / "cluster", extra_env=env, ledger=True,
-                                         worker_concurrency=concurrency, redis_db=13)  # fmt: skip
+                                         worker_concurrency=1, redis_db=13)  # fmt: skip
             with cluster:
                 from closed_loop.ledger import Ledger
+
+                if workers == 2:
+                    _second_worker(cluster)
 
                 url = cluster.env()["AIRFLOW_CONN_CLOSED_LOOP_DB"].replace(
                     "postgresql://", "postgresql+psycopg2://"
@@ -159,8 +173,8 @@ def _one(root: Path, concurrency: int, idle_runs: int) -> dict:
                 timings = dict(cluster.timings)
     finally:
         sink.stop()
-    return {"concurrency": concurrency, "setup_s": round(setup_s, 1), "harness_timings": timings,
-            "idle_background": idle, "phases": phases}  # fmt: skip
+    return {"workers": workers, "slots_per_worker": 1, "setup_s": round(setup_s, 1),
+            "harness_timings": timings, "idle_background": idle, "phases": phases}  # fmt: skip
 
 
 def _idle_background(cluster, sandbox_pid: int, seconds: float) -> dict:
@@ -187,7 +201,7 @@ def summarise(runs: list[dict]) -> dict:
         per_idle_run = work["C_idle_intake"] / max(1, len(idle["runs"]))
         startups = (INTAKE_RUNS_PER_DAY - 1) * per_idle_run
         day_work = work["A_dispatch_and_busy_intake"] + work["B_sweep"] + startups
-        out[f"concurrency_{r['concurrency']}"] = {
+        out[f"{r['workers']}_worker{'s' if r['workers'] > 1 else ''}"] = {
             "wall_s": {p: v["wall_s"] for p, v in ph.items()},
             "airflow_cpu_s": {p: round(t, 2) for p, t in total.items()},
             "airflow_work_cpu_s": {p: round(t, 2) for p, t in work.items()},
@@ -195,7 +209,9 @@ def summarise(runs: list[dict]) -> dict:
             "background_cpu_s_per_s": round(rate, 3),
             "idle_intake_run_cpu_s": round(per_idle_run, 2),
             "worker_cpu_per_idle_task_s": round(
-                idle["cpu_s"].get("celery-worker", 0) / max(1, 2 * len(idle["runs"])), 2
+                sum(v for k, v in idle["cpu_s"].items() if k.startswith("celery-worker"))
+                / max(1, 2 * len(idle["runs"])),
+                2,
             ),
             "day_work_cpu_s": round(day_work, 1),
             "day_background_cpu_s": round(rate * 86400, 0),
@@ -209,9 +225,9 @@ def summarise(runs: list[dict]) -> dict:
     return out
 
 
-def measure(root: Path, concurrencies=(1, 2), idle_runs: int = 4) -> dict:
+def measure(root: Path, workers=(1, 2), idle_runs: int = 4) -> dict:
     started = time.monotonic()
-    runs = [_one(root, c, idle_runs) for c in concurrencies]
+    runs = [_one(root, w, idle_runs) for w in workers]
     return {"when": datetime.now(UTC).isoformat(timespec="seconds"), "scale": DAY.__dict__,
             "load_average": round(os.getloadavg()[0], 1), "runs": runs, "summary": summarise(runs),
             "seconds": round(time.monotonic() - started, 1)}  # fmt: skip

@@ -535,8 +535,9 @@ def _celery_section(results: dict) -> list[str]:
         f"Measured by `python bench/run.py --celery` ({day['when']}, load average {day['load_average']}, "
         f"{day['seconds']} s): a 100x org (10,000 accounts) with one day's responses "
         f"({day['scale']['responses']}), PostgreSQL ledger and metadata database, Redis broker, "
-        "api-server + scheduler + dag-processor + one Celery worker (`devtools/distributed.py`) with 1 and "
-        "with 2 task slots. Phases: A = survey_dispatch and the busy response_intake run triggered together; "
+        "api-server + scheduler + dag-processor (`devtools/distributed.py`) and one Celery worker, then two "
+        "(separate worker processes, one task slot each). Phases: A = survey_dispatch and the busy "
+        "response_intake run triggered together; "
         "B = sla_sweep; C = idle response_intake runs (nothing new: what each of the other 95 runs of a day "
         "costs). CPU is every Airflow process tree's (own + reaped children, `psutil`) and the sandbox's.",
         "",
@@ -546,7 +547,7 @@ def _celery_section(results: dict) -> list[str]:
         for phase, wall in v["wall_s"].items():
             rows.append([key, phase, wall, v["airflow_cpu_s"][phase], v["airflow_work_cpu_s"][phase],
                          v["sandbox_cpu_s"][phase]])  # fmt: skip
-    out += [_table(["worker slots", "phase", "wall s", "Airflow CPU s", "of it above the idle background",
+    out += [_table(["Celery workers", "phase", "wall s", "Airflow CPU s", "of it above the idle background",
                     "sandbox CPU s"], rows), ""]  # fmt: skip
     for key, v in day["summary"].items():
         out.append(
@@ -562,15 +563,15 @@ def _celery_section(results: dict) -> list[str]:
         )
     out += [
         "",
-        "What parallelises: runs of different DAGs that call different systems (with 2 slots "
+        "What parallelises: runs of different DAGs that call different systems (with 2 workers "
         "`survey_dispatch.sync_go_lives` (Salesforce) ran beside `response_intake.ingest_responses` "
         "(SurveyMonkey)); Salesforce tasks share the `salesforce_api` pool (4 slots), SurveyMonkey tasks "
         "`surveymonkey_api` (2 slots: 120 calls/min and one 500/day budget, so more slots buy no "
         "throughput). What must not: two response_intake runs (`max_active_runs=1`: one watermark, "
         "responses recorded in order), and the tasks inside a run, which are chained because each reads "
         "what the previous one wrote (sync -> invites -> reminders; ingest -> open_cases; read_back -> "
-        "progress_and_escalate -> pulses -> digest). On this shared 2-core machine a second slot shortens "
-        "queueing (a task waiting for the slot) more than it shortens a phase.",
+        "progress_and_escalate -> pulses -> digest). On this shared 2-core machine a second worker shortens "
+        "queueing (a task waiting for a free worker) more than it shortens a phase.",
         "",
     ]
     return out
