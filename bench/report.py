@@ -588,8 +588,9 @@ def _runtime_section(results: dict) -> list[str]:
         "Wall seconds per phase: "
         + "; ".join(f"{k} {v}" for k, v in phases.items())
         + ". Set-up per scale (world build, sandbox start, ledger seed): "
-        + "; ".join(f"{n} {v}" for n, v in setup.items() if v)
-        + ".",
+        + "; ".join(f"{n} " + ", ".join(f"{k} {x} s" for k, x in v.items()) for n, v in setup.items() if v)
+        + ". The largest world is built by a forked process while the smaller scales run (its wait shows in "
+        "that scale's time).",
         "",
     ]
 
