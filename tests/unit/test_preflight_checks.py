@@ -338,3 +338,28 @@ def test_a_missing_survey_skips_its_question_checks():
         "titled 'Post-Implementation Feedback' or set surveys.main.title/id in playbook.yaml",
         PULSE_MISSING,
     ]
+
+
+def test_every_priority_the_sweep_and_recovery_write_must_be_in_the_org_picklists():
+    """The escalation, undocumented-close and keep-informed Tasks and the Case fallback write priorities
+    from the playbook's sla/recovery sections: an org whose picklists lack them fails preflight."""
+    from closed_loop.preflight.checks import check_picklists
+
+    tuned = PB.model_copy(
+        update={"sla": PB.sla.model_copy(update={"escalation_priority": "Urgent"})}, deep=True
+    )
+    standard_task = ["High", "Normal", "Low"]
+    standard_case = ["High", "Medium", "Low"]
+    describes = org()
+
+    def picklist(sobject, name, values):
+        find(describes, sobject, name)["picklistValues"] = [{"value": v, "active": True} for v in values]
+
+    picklist("Task", "Priority", standard_task)
+    picklist("Case", "Priority", standard_case)
+    lines = {c.name: c for c in check_picklists(tuned, describes)}
+    task = lines["salesforce.picklist Task.Priority"]
+    assert not task.ok and task.detail == "missing ['Urgent']"
+    assert lines["salesforce.picklist Case.Priority"].ok
+    picklist("Task", "Priority", [*standard_task, "Urgent"])
+    assert {c.name: c for c in check_picklists(tuned, describes)}["salesforce.picklist Task.Priority"].ok

@@ -146,9 +146,12 @@ def picklist_needs(pb: Playbook) -> dict[tuple[str, str], set[str]]:
     needs: dict[tuple[str, str], set[str]] = {
         ("Case", "Status"): {sf.case.new_status, sf.case.closed_status},
         ("Case", "Origin"): {sf.case.origin},
-        ("Case", "Priority"): {p for row in pb.priority.case.values() for p in row.values()},
+        ("Case", "Priority"): {p for row in pb.priority.case.values() for p in row.values()}
+        | {pb.sla.case_defaults.priority},
         ("Task", "Status"): {sf.task.open_status, sf.task.completed_status},
-        ("Task", "Priority"): set(pb.priority.task.values()) | {TASK_PRIORITY_WRITTEN_DIRECTLY},
+        ("Task", "Priority"): set(pb.priority.task.values())
+        | {TASK_PRIORITY_WRITTEN_DIRECTLY, pb.sla.escalation_priority}
+        | {pb.sla.doc_missing_task.priority, pb.recovery.inform_task.priority},
     }
     when = pb.sla.dissatisfied_when
     needs.setdefault(("Case", when.field), set()).add(when.equals)
