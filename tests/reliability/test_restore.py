@@ -11,6 +11,7 @@ from reliability_helpers import CAL, INTAKE_DAY, PB, assert_clean, audit, intake
 
 CASE_EXT, TASK_EXT = PB.salesforce.case.external_id, PB.salesforce.task.external_id
 KEPT = PB.salesforce.kept_on_replay
+UI = {"Sforce-Auto-Assign": "FALSE"}
 
 
 def _db_file(w) -> Path:
@@ -41,11 +42,16 @@ def _lp_works(w) -> dict[str, dict]:
     client = w.stack.sandbox.salesforce()
     expected = {}
     for key, case in cases.items():
-        client.Case.update(case["Id"], {"Status": "Working", "Priority": "Low", "OwnerId": vp["Id"]})
+        # an LP's edit in the UI runs no assignment rule: the API edit says so with the header
+        client.Case.update(
+            case["Id"], {"Status": "Working", "Priority": "Low", "OwnerId": vp["Id"]}, headers=UI
+        )
         expected[key] = {"Status": "Working", "Priority": "Low", "OwnerId": vp["Id"]}
         first = min((t for t in tasks.values() if t["WhatId"] == case["Id"]), key=lambda t: t["ActivityDate"])
-        client.Task.update(first["Id"], {"Status": "Completed", "Priority": "Low"})
+        client.Task.update(first["Id"], {"Status": "Completed", "Priority": "Low"}, headers=UI)
         expected[first[TASK_EXT]] = {"Status": "Completed", "Priority": "Low", "OwnerId": first["OwnerId"]}
+    now = {**_records(w, "Case", CASE_EXT), **_records(w, "Task", TASK_EXT)}
+    assert all(now[k][f] == v[f] for k, v in expected.items() for f in v), "the LP's edits did not hold"
     return expected
 
 
