@@ -394,6 +394,29 @@ def test_a_ledger_restored_from_backup_never_resets_what_the_lp_did_in_salesforc
     assert stack.ledger.cases_needing_salesforce() == []  # the restored ledger knows the ids again
 
 
+def test_open_cases_in_chunks_writes_every_case_and_task_once(surveyed_stack, monkeypatch):
+    """Issue 18 item 4: open_cases writes the backlog CASE_CHUNK cases at a time (memory flat). In chunks
+    of 4, every negative still gets one Case and its SOP step Tasks, the data-quality alerts go out once
+    (with the last chunk)."""
+    import importlib
+
+    module = importlib.import_module("closed_loop.pipeline.intake.open_cases")
+    stack = surveyed_stack
+    monkeypatch.setattr(module, "CASE_CHUNK", 4)
+    ingest, opened, _, _ = run_intake(stack)
+    assert ingest.cases_planned > 8, "the scenario needs several chunks"
+    state = sandbox_state(stack)
+    negatives = {rid for rid, t in ground_truth(stack, state).items() if t["negative"]}
+    keys = [c["Survey_Response_Id__c"] for c in survey_cases(state)]
+    assert sorted(keys) == sorted(negatives) and opened.cases_created == len(negatives)
+    tasks = [t["Closed_Loop_Key__c"] for t in survey_tasks(state)]
+    steps = [k for k in tasks if not k.startswith("dq:")]
+    assert len(steps) == len(set(steps)) == len(negatives) * len(ON_OPEN) == opened.tasks_created
+    dq = [k for k in tasks if k.startswith("dq:")]
+    assert len(dq) == len(set(dq)) == opened.alerts_sent > 0
+    assert stack.ledger.cases_needing_salesforce() == []
+
+
 def test_a_crash_between_chunks_keeps_the_chunks_recorded_and_the_rerun_reads_only_the_rest(
     surveyed_stack, monkeypatch
 ):

@@ -111,20 +111,33 @@ class CasesMixin(LedgerCore):
         with self.session() as s:
             return update_rows(s, _S, "step_key", rows, where=lambda t: t.c.sf_task_id.is_(None))
 
-    def cases_needing_salesforce(self) -> list[dict]:
-        """Cases without a Salesforce id, or with steps lacking a Task id; each has ``pending_steps``."""
+    def cases_needing_salesforce(self, case_keys: Iterable[str] | None = None) -> list[dict]:
+        """Cases without a Salesforce id, or with steps lacking a Task id (only those of ``case_keys``
+        when given); each has ``pending_steps``."""
+        keys = None if case_keys is None else list(case_keys)
         with self.session() as s:
-            steps = s.scalars(
-                select(CaseStep).where(CaseStep.sf_task_id.is_(None)).order_by(CaseStep.step_key)
-            )
+            stmt = select(CaseStep).where(CaseStep.sf_task_id.is_(None))
+            if keys is not None:
+                stmt = stmt.where(CaseStep.case_key.in_(keys))
             pending: dict[str, list[dict]] = {}
-            for step in steps:
+            for step in s.scalars(stmt.order_by(CaseStep.step_key)):
                 pending.setdefault(step.case_key, []).append(as_dict(step))
             stmt = select(Case).where(
                 (Case.sf_case_id.is_(None) & (Case.status != "closed")) | Case.case_key.in_(list(pending))
             )
+            if keys is not None:
+                stmt = stmt.where(Case.case_key.in_(keys))
             return [as_dict(c) | {"pending_steps": pending.get(c.case_key, [])}
                     for c in s.scalars(stmt.order_by(Case.case_key))]  # fmt: skip
+
+    def case_keys_needing_salesforce(self) -> list[str]:
+        """Keys of the cases ``cases_needing_salesforce`` returns (sorted), without loading them."""
+        unwritten = select(CaseStep.case_key).where(CaseStep.sf_task_id.is_(None))
+        stmt = select(Case.case_key).where(
+            (Case.sf_case_id.is_(None) & (Case.status != "closed")) | Case.case_key.in_(unwritten)
+        )
+        with self.session() as s:
+            return list(s.scalars(stmt.order_by(Case.case_key)))
 
     def open_cases_and_steps(self) -> list[dict]:
         """Every case not closed, each with all its ``steps`` (ordered by due date, then key)."""

@@ -23,7 +23,12 @@ from closed_loop.pipeline.intake.common import (
 from closed_loop.pipeline.intake.plan import flag_reason
 from closed_loop.pipeline.lead import ROLES_CHECKED, decide_leads, read_accounts
 from closed_loop.pipeline.recovery import escalate_dissatisfied_pulses
-from closed_loop.pipeline.salesforce_writes import create_records_once, lookup_users, upsert_cases
+from closed_loop.pipeline.salesforce_writes import (
+    UserDirectory,
+    create_records_once,
+    lookup_users,
+    upsert_cases,
+)
 
 log = logging.getLogger(__name__)
 
@@ -90,65 +95,99 @@ class OpenPlan:
     case_ids: dict[str, str] = field(default_factory=dict)
 
 
+CASE_CHUNK = 1000  # pending Cases opened together (one Composite call of Cases): memory flat with the backlog
+
+
 def open_cases(sf_hook, ledger, playbook, calendar, today: date, dry_run: bool = False) -> OpenSummary:
-    """Write every planned case to Salesforce: one owner query, Case creates, then Task creates (step
-    Tasks + one data-quality Task per unreported intake quarantine item), then mark them in the ledger.
-    Creates go through ``create_records_once``: a replay (a crash, a ledger restored from backup) finds
-    the records by external id and never resets a Task the LP completed or a Case's Status, Priority
-    or Owner.
+    """Write every planned case to Salesforce, ``CASE_CHUNK`` cases at a time: Case creates, then Task
+    creates (step Tasks; the data-quality Task of every unreported intake quarantine item goes with the
+    last chunk), then mark them in the ledger. Owners come from one User query (a later chunk asks only
+    for usernames not seen yet). Creates go through ``create_records_once``: a replay (a crash, a ledger
+    restored from backup) finds the records by external id and never resets a Task the LP completed or
+    a Case's Status, Priority or Owner.
 
     Salesforce calls: 1 user query + ``ceil(cases/1000)`` + ``ceil(tasks/1000)`` (Composite); none when idle.
     Per-record failures are quarantined with Salesforce's error and retried on the next run.
     """
     summary = OpenSummary(dry_run=dry_run)
     calls_before = sf_hook.calls_made
-    pending, alerts = cases_to_open(ledger)
-    summary.cases_pending = len(pending)
-    summary.case_keys = [c["case_key"] for c in pending]
+    keys = ledger.case_keys_needing_salesforce()
     summary.recovery_escalations = escalate_dissatisfied_pulses(
         sf_hook, ledger, playbook, calendar, today, dry_run
     )
     summary.cases_completed = update_completed_partials(sf_hook, ledger, playbook, dry_run)
-    if not pending and not alerts:
-        summary.sf_calls = sf_hook.calls_made - calls_before
-        return summary
-    owners, accounts = read_owners(sf_hook, pending, playbook)
-    new = [c for c in pending if not c.get("sf_case_id")]
-    rerouted = decide_leads(new, accounts, {u.casefold() for u in owners.ids}, playbook, calendar)
-    summary.rerouted = len(rerouted)
-    if rerouted:
-        _store_decisions(ledger, rerouted, accounts, playbook, dry_run)
-        if not dry_run:
-            alerts = [q for q in ledger.unreported_quarantine() if q["source"] in QUARANTINE_SOURCES]
-    plan = plan_open(pending, alerts, owners, playbook)
-    summary.owner_fallbacks = plan.owners.fallbacks
-    if dry_run:
-        steps = sum(len(c["pending_steps"]) for c in pending)
-        log.info(
-            "DRY RUN open_cases: %d case(s) to create %s, %d step task(s), %d data-quality alert(s) %s",
-            len(plan.case_rows), summary.case_keys, steps, len(alerts), [a["q_key"] for a in alerts],
-        )  # fmt: skip
-        summary.sf_calls = sf_hook.calls_made - calls_before
-        return summary
-    apply_open(sf_hook, ledger, plan, playbook, calendar, today, summary)
+    users = _Users()
+    chunks = [keys[i : i + CASE_CHUNK] for i in range(0, len(keys), CASE_CHUNK)] or [[]]
+    for n, chunk in enumerate(chunks):
+        context = (playbook, calendar, today, dry_run)
+        _open_chunk(sf_hook, ledger, chunk, n == len(chunks) - 1, users, context, summary)
     summary.sf_calls = sf_hook.calls_made - calls_before
-    log.debug("open_cases: %s; cases %s", summary.as_xcom(), summary.case_keys)
+    if not dry_run:
+        log.debug("open_cases: %s; cases %s", summary.as_xcom(), summary.case_keys)
     return summary
 
 
-def cases_to_open(ledger) -> tuple[list[dict], list[dict]]:
-    """Planned cases still to write (or with planned steps still to write), and unreported intake
-    quarantine items (each becomes a data-quality Task)."""
+def _open_chunk(sf_hook, ledger, keys: list[str], last: bool, users: _Users, context, summary) -> None:
+    """One chunk of open_cases: read (pending cases, accounts, owners), re-decide the leads, plan, apply;
+    the last chunk also carries the data-quality alerts."""
+    playbook, calendar, today, dry_run = context
+    pending, alerts = cases_to_open(ledger, keys, alerts=last)
+    summary.cases_pending += len(pending)
+    summary.case_keys += [c["case_key"] for c in pending]
+    if not pending and not alerts:
+        return
+    owners, accounts = read_owners(sf_hook, pending, playbook, users)
+    new = [c for c in pending if not c.get("sf_case_id")]
+    rerouted = decide_leads(new, accounts, {u.casefold() for u in owners.ids}, playbook, calendar)
+    summary.rerouted += len(rerouted)
+    if rerouted:
+        _store_decisions(ledger, rerouted, accounts, playbook, dry_run)
+        if not dry_run and last:
+            alerts = [q for q in ledger.unreported_quarantine() if q["source"] in QUARANTINE_SOURCES]
+    plan = plan_open(pending, alerts, owners, playbook)
+    if dry_run:
+        summary.owner_fallbacks += plan.owners.fallbacks
+        steps = sum(len(c["pending_steps"]) for c in pending)
+        log.info(
+            "DRY RUN open_cases: %d case(s) to create %s, %d step task(s), %d data-quality alert(s) %s",
+            len(plan.case_rows), [c["case_key"] for c in pending], steps, len(alerts),
+            [a["q_key"] for a in alerts],
+        )  # fmt: skip
+        return
+    apply_open(sf_hook, ledger, plan, playbook, calendar, today, summary)
+
+
+def cases_to_open(
+    ledger, keys: list[str] | None = None, alerts: bool = True
+) -> tuple[list[dict], list[dict]]:
+    """Planned cases still to write (or with planned steps still to write; of ``keys`` when given), and
+    unreported intake quarantine items (each becomes a data-quality Task; none with ``alerts=False``)."""
     pending = [  # steps another pipeline added (follow-up, escalations) are written by that pipeline
-        c for c in ledger.cases_needing_salesforce()
+        c for c in ledger.cases_needing_salesforce(keys)
         if c.get("plan") and (not c.get("sf_case_id")
                               or any(s["step_key"] in c["plan"]["steps"] for s in c["pending_steps"]))
     ]  # fmt: skip
-    alerts = [q for q in ledger.unreported_quarantine() if q["source"] in QUARANTINE_SOURCES]
-    return pending, alerts
+    if not alerts:
+        return pending, []
+    return pending, [q for q in ledger.unreported_quarantine() if q["source"] in QUARANTINE_SOURCES]
 
 
-def read_owners(sf_hook, pending: list[dict], playbook) -> tuple[Owners, dict[str, dict]]:
+@dataclass
+class _Users:
+    """The Salesforce Users looked up this run: a later chunk asks only for the usernames not seen yet."""
+
+    asked: set[str] = field(default_factory=set)
+    found: dict[str, dict] = field(default_factory=dict)  # casefolded username -> User
+
+    def lookup(self, sf_hook, wanted) -> UserDirectory:
+        new = {u for u in wanted if u} - self.asked
+        if new:
+            self.found |= dict(lookup_users(sf_hook, new).by_username)
+            self.asked |= new
+        return UserDirectory(dict(self.found))
+
+
+def read_owners(sf_hook, pending: list[dict], playbook, users: _Users | None = None) -> tuple[Owners, dict]:
     """The new cases' accounts as Salesforce has them now (one SOQL), and one User query for every owner
     the pending cases and those accounts name, the role users, the data-quality owner and the fallback."""
     fallback_user = playbook.username(playbook.routing.missing_tsm.role)
@@ -161,9 +200,9 @@ def read_owners(sf_hook, pending: list[dict], playbook) -> tuple[Owners, dict[st
     for case in pending:
         wanted.add(case["plan"]["owner_username"])
         wanted |= {s["owner_username"] for s in case["plan"]["steps"].values()}
-    directory = lookup_users(sf_hook, wanted)
-    users = {u: directory.active(u) for u in sorted(u for u in wanted if directory.active(u))}
-    return Owners({u: r["Id"] for u, r in users.items()}, fallback_user, users=users), accounts
+    directory = (users or _Users()).lookup(sf_hook, wanted)
+    found = {u: directory.active(u) for u in sorted(u for u in wanted if directory.active(u))}
+    return Owners({u: r["Id"] for u, r in found.items()}, fallback_user, users=found), accounts
 
 
 def _store_decisions(ledger, rerouted, accounts: Mapping[str, Mapping], playbook, dry_run: bool) -> None:
@@ -277,7 +316,7 @@ def apply_open(sf_hook, ledger, plan: OpenPlan, playbook, calendar, today: date,
     plan.alerts = [a for a in plan.alerts if a["q_key"] not in written]
     alert_keys = alert_rows(ledger, plan, playbook, calendar.add_business_days(today, 1), task_rows)
     created, reported = _write_tasks(sf_hook, task_rows, alert_keys, plan, playbook, summary)
-    summary.owner_fallbacks = plan.owners.fallbacks
+    summary.owner_fallbacks += plan.owners.fallbacks
     ledger.mark_steps_created(created, created_at=opened_at)
     ledger.mark_quarantine_reported(reported)
     done = [f"salesforce:case:{k}" for k in case_ids] + [f"salesforce:task:{k}" for k in created]
