@@ -30,6 +30,36 @@ class SweepMixin(LedgerCore):
                     steps[step.case_key].append(as_dict(step))
         return [c | {"steps": steps[c["case_key"]]} for c in cases]
 
+    def read_back_targets(self, closed_since: dt.date) -> list[dict]:
+        """What the sweep read-back tracks, with only the columns it uses (not the stored ``plan``, ~56 KB
+        a case): the cases not closed that have a Salesforce id (by key), then those closed on or after
+        ``closed_since`` (by key); each with ``steps`` that have a Salesforce id and are not completed (by
+        due date, then key). Cases: case_key, sf_case_id, status, sf_status, account_id; steps:
+        step_key, sf_task_id, status, sf_status."""
+        cutoff = dt.datetime.combine(closed_since, dt.time.min, tzinfo=dt.UTC)
+        cols = (Case.case_key, Case.sf_case_id, Case.status, Case.sf_status, Case.account_id)
+        tracked = Case.sf_case_id.is_not(None)
+        closed = (Case.status == "closed") & (Case.closed_at >= cutoff)
+        with self.session() as s:
+            cases = [
+                r._asdict()
+                for where in (Case.status != "closed", closed)
+                for r in s.execute(select(*cols).where(tracked & where).order_by(Case.case_key))
+            ]
+            steps: dict[str, list[dict]] = defaultdict(list)
+            stmt = (
+                select(CaseStep.case_key, CaseStep.step_key, CaseStep.sf_task_id, CaseStep.status,
+                       CaseStep.sf_status)
+                .join(Case, Case.case_key == CaseStep.case_key)
+                .where(tracked & ((Case.status != "closed") | closed))
+                .where(CaseStep.sf_task_id.is_not(None), CaseStep.status != "completed")
+                .order_by(CaseStep.due_date, CaseStep.step_key)
+            )  # fmt: skip
+            for r in s.execute(stmt):
+                row = r._asdict()
+                steps[row.pop("case_key")].append(row)
+        return [c | {"steps": steps.get(c["case_key"], [])} for c in cases]
+
     def cases_by_key(self, keys: Iterable[str]) -> dict[str, dict]:
         """``{case_key: case}`` for the keys the ledger holds."""
         keys = list(keys)

@@ -74,9 +74,8 @@ def read_back(
     closed is recorded. Cases and Tasks deleted in Salesforce are quarantined once. Returns counts.
     """
     start = _with_calls(sf)
-    cases = [c for c in ledger.open_cases_and_steps() if c["sf_case_id"]]
-    cases += ledger.cases_closed_since(today - dt.timedelta(days=playbook.sla.reopen_lookback_days))
-    steps = [s for c in cases for s in c["steps"] if s["sf_task_id"] and s["status"] != "completed"]
+    cases = ledger.read_back_targets(today - dt.timedelta(days=playbook.sla.reopen_lookback_days))
+    steps = [s for c in cases for s in c["steps"]]  # with a Salesforce id, not completed
     read = read_tracked(
         sf,
         ledger,
