@@ -108,6 +108,34 @@ def test_a_lost_250_reply_is_unconfirmed_never_resent(world, monkeypatch, record
            **report["totals"])  # fmt: skip
 
 
+def test_a_sweeps_notices_share_one_smtp_connection_and_each_is_sent_once(world, monkeypatch):
+    """Before: one SMTP session (connect, EHLO, QUIT) per notice. Now the progress step opens one for all
+    of them; every notice still reaches the server once, and a rerun sends none again."""
+    import smtplib
+
+    from closed_loop.pipeline import sweep
+
+    sweep_setup(world)
+    connects = []
+    plain_connect = smtplib.SMTP.connect
+
+    def counting_connect(self, *args, **kwargs):
+        connects.append(args)
+        return plain_connect(self, *args, **kwargs)
+
+    monkeypatch.setattr(smtplib.SMTP, "connect", counting_connect)
+    out = sweep.progress_and_escalate(world.sf, world.mail, world.ledger, PB, _cal(), SWEEP_DAY, run_id="run")
+    emails = out["emails"]
+    keys = [m[outbox.KEY_HEADER] for m in _messages(world.stack)]
+    assert emails.get("sent", 0) >= 3 and set(emails) == {"sent"}, emails
+    assert len(keys) == emails["sent"] and len(set(keys)) == len(keys)  # each notice once
+    assert len(connects) == 1  # one connection for the batch, however many notices
+    again = sweep.progress_and_escalate(
+        world.fresh_hooks().sf, world.mail, world.ledger, PB, _cal(), SWEEP_DAY, run_id="rerun"
+    )
+    assert again["emails"].get("sent", 0) == 0 and len(world.stack.emails()) == len(keys)
+
+
 def test_a_lost_reply_to_the_digest_is_not_resent(world, monkeypatch):
     sweep_setup(world)
     from closed_loop.pipeline import sweep

@@ -14,6 +14,7 @@ Header values (To, Subject) are made single-line: a CR/LF in an account name nev
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import logging
@@ -61,6 +62,13 @@ def build_message(
 
 def recipients(message: EmailMessage) -> list[str]:
     return [a.strip() for h in ("To", "Cc", "Bcc") for a in (message.get(h) or "").split(",") if a.strip()]
+
+
+def session(sender) -> contextlib.AbstractContextManager:
+    """One SMTP connection for a batch of ``send_once`` calls when ``sender`` can keep one open
+    (``ClosedLoopSmtpHook.batch``); the policy per message is unchanged (intent, SMTP, mark)."""
+    batch = getattr(sender, "batch", None)
+    return batch() if callable(batch) else contextlib.nullcontext(sender)
 
 
 def send_once(
