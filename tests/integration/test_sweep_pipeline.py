@@ -188,3 +188,21 @@ def test_a_replayed_escalation_task_keeps_what_the_lp_did(stack, hooks):
     assert again["Id"] == task["Id"] and {k: again[k] for k in lp_did} == lp_did
     [event] = [e for e in stack.ledger.sla_events() if e["event_key"] == esc["event_key"]]
     assert event["sf_task_id"] == task["Id"]
+
+
+def test_escalations_look_up_their_users_with_one_query(stack, hooks):
+    """Issue 18: the escalation step's documented minimum is one User query (then the Task writes). It made
+    two on a day with notices (the LPs signed first, then the escalation owners' addresses)."""
+    sf, _, mail = hooks
+    open_cases(sf, stack.ledger, START, n=8)
+    day, busy_days = START, 0
+    while busy_days < 3:
+        day = CAL.next_business_day(day)
+        assert day < END, "the sandbox's LPs leave steps overdue within the quarter"
+        stack.sandbox.admin("POST", "clock", {"now": f"{day}T11:00:00Z"})
+        sweep.read_back(sf, stack.ledger, PB, CAL, day)
+        stack.sandbox.admin("POST", "counters/reset")
+        out = sweep.progress_and_escalate(sf, mail, stack.ledger, PB, CAL, day, run_id="run")
+        queries = stack.sandbox.admin("GET", "counters")["sf"]["endpoints"].get("GET query", 0)
+        assert queries <= 1, (day, out)
+        busy_days += bool(out["emails"].get("sent") and out["tasks_upserted"])

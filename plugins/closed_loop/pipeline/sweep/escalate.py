@@ -60,7 +60,8 @@ def progress_and_escalate(
     users = sign_plan(sf, plan, playbook, calendar)
     record_intents(ledger, plan, playbook, calendar, today)  # natural keys, before any external write
     work = pending_work(ledger, plan, playbook, today)
-    wanted = {u for u in work.usernames(playbook) if u and users.record(u) is None}
+    asked = {u.casefold() for u in _plan_usernames(plan, playbook)}  # looked up already, found or not
+    wanted = {u for u in work.usernames(playbook) if u and u.casefold() not in asked and not users.record(u)}
     if wanted and work.anything():
         users = UserDirectory({**users.by_username, **lookup_users(sf, wanted).by_username})
     upserted, failed = write_tasks(sf, ledger, work, users, playbook, today)
@@ -88,10 +89,10 @@ def progress_and_escalate(
 def sign_plan(sf, plan: dict, playbook: Playbook, calendar: BusinessCalendar) -> UserDirectory:
     """Name the leads as Salesforce knows them (one User query, only on a day with work to sign): the
     plan's contexts get their lead's name and title, the activated drafts are signed. Returns the users."""
-    busy = plan["activated"] or plan["escalate"] or plan["late"] or plan["dissatisfied_start"]
-    if not busy:
+    names = _plan_usernames(plan, playbook)
+    if not names:
         return UserDirectory()
-    users = lookup_users(sf, {plan["cases"][ck]["lp_username"] for ck in plan["contexts"]})
+    users = lookup_users(sf, names)
     plan["contexts"] = {
         ck: signed(ctx, users.record(ctx.lp_username)) for ck, ctx in plan["contexts"].items()
     }
@@ -103,6 +104,16 @@ def sign_plan(sf, plan: dict, playbook: Playbook, calendar: BusinessCalendar) ->
         for ck, p in plan["activated"]
     ]
     return users
+
+
+def _plan_usernames(plan: dict, playbook: Playbook) -> set[str]:
+    """Who a busy day's plan names (its LPs, the activated steps' owners, the playbook's roles, who own
+    escalations): one User query for the signing and the Tasks and notices after it. Empty on a quiet day."""
+    if not (plan["activated"] or plan["escalate"] or plan["late"] or plan["dissatisfied_start"]):
+        return set()
+    names = {plan["cases"][ck]["lp_username"] for ck in plan["contexts"]}
+    names |= {p.owner_username for _, p in plan["activated"]}
+    return {u for u in names | {r.username for r in playbook.people.roles.values()} if u}
 
 
 def record_intents(ledger, plan: dict, playbook: Playbook, calendar: BusinessCalendar, today: dt.date):
