@@ -64,7 +64,7 @@ def recipients(message: EmailMessage) -> list[str]:
     return [a.strip() for h in ("To", "Cc", "Bcc") for a in (message.get(h) or "").split(",") if a.strip()]
 
 
-def session(sender) -> contextlib.AbstractContextManager:
+def one_connection(sender) -> contextlib.AbstractContextManager:
     """One SMTP connection for a batch of ``send_once`` calls when ``sender`` can keep one open
     (``ClosedLoopSmtpHook.batch``); the policy per message is unchanged (intent, SMTP, mark)."""
     batch = getattr(sender, "batch", None)

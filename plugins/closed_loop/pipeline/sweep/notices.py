@@ -130,7 +130,7 @@ def _case_subject(details: Mapping) -> str:
 def _send_notices(sf, sender, ledger, playbook, today, run_id, events, cases, users) -> Counter:
     """LP notices (one per LP per day: breaches + reminders), dissatisfied escalations to the owner,
     documentation flags to the LP. Each keyed in the ledger; a missing address is quarantined."""
-    with outbox.session(sender):  # one SMTP connection for the sweep's notices
+    with outbox.one_connection(sender):  # one SMTP connection for the sweep's notices
         return _send_each(sf, sender, ledger, playbook, today, run_id, events, cases, users)
 
 
